@@ -49,6 +49,10 @@ class AbstractProcess(eqx.Module):
         """Shape of the process state for data of shape ``data_shape``."""
         return tuple(data_shape)
 
+    def prediction_shape(self, state_shape: Shape) -> Shape:
+        """Shape of a network's output for states of shape ``state_shape`` (the state's own)."""
+        return tuple(state_shape)
+
     def data_part(self, z: Data) -> Data:
         """The data part of a state (the identity unless the state is augmented)."""
         return z

@@ -1,0 +1,168 @@
+"""What a network's output means, and the exact conversions between meanings.
+
+This module is the single place for the algebra between the predictions a network can make for a
+Gaussian process with ``x_t = mean(x_0, t) + C_t eps``:
+
+- ``"eps"``: the noise ``eps``;
+- ``"x0"``: the data ``x_0`` (a denoiser);
+- ``"score"``: ``grad log p_t(x_t)``;
+- ``"v"``: ``v = alpha eps - sigma x_0`` (Salimans & Ho; affine Gaussian processes only);
+- ``"velocity"``: the probability-flow velocity ``dx/dt = f(t, x) - g(t)^2 score / 2``.
+
+All conversions go through ``eps``; every process supplies ``eps <-> score`` and
+``eps <-> x0`` (augmented processes through their Cholesky factor), affine processes also
+``eps <-> v``.
+
+[`Precond`][sdekit.parameterisation.Precond] wraps any network with EDM's preconditioning
+(Karras et al. 2022, Table 1) for any affine Gaussian process, returning an ``x0`` prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from ._custom_types import Data, Time
+from ._errors import broadcast_time, check_choice, check_positive
+from ._model import call_model
+from .processes import AbstractAffineGaussianProcess, AbstractGaussianProcess, AbstractProcess
+
+Prediction = Literal["eps", "x0", "score", "v", "velocity"]
+PREDICTIONS: tuple[str, ...] = ("eps", "x0", "score", "v", "velocity")
+
+
+def _require_gaussian(process: AbstractProcess, what: str) -> AbstractGaussianProcess:
+    if not isinstance(process, AbstractGaussianProcess):
+        raise TypeError(
+            f"{what} needs an AbstractGaussianProcess (closed-form p(x_t | x_0)); "
+            f"got {type(process).__name__}."
+        )
+    return process
+
+
+def _velocity_to_score(process: AbstractProcess, u: Data, x_t: Data, t: Time) -> Data:
+    g = process.diffusion(t, x_t)
+    return 2.0 * (process.drift(t, x_t) - u) / g**2
+
+
+def _score_to_velocity(process: AbstractProcess, s: Data, x_t: Data, t: Time) -> Data:
+    g = process.diffusion(t, x_t)
+    return process.drift(t, x_t) - 0.5 * g**2 * s
+
+
+def to_eps(process: AbstractProcess, value: Data, x_t: Data, t: Time, source: str) -> Data:
+    """Convert a prediction of kind ``source`` to a noise prediction."""
+    check_choice("source", source, PREDICTIONS)
+    if source == "eps":
+        return value
+    p = _require_gaussian(process, f"converting a {source!r} prediction")
+    if source == "x0":
+        return p.x0_to_eps(value, x_t, t)
+    if source == "score":
+        return p.score_to_eps(value, x_t, t)
+    if source == "velocity":
+        return p.score_to_eps(_velocity_to_score(p, value, x_t, t), x_t, t)
+    if not isinstance(p, AbstractAffineGaussianProcess):
+        raise TypeError(f"'v' predictions need an affine Gaussian process; got {type(p).__name__}.")
+    return p.v_to_eps(value, x_t, t)
+
+
+def from_eps(process: AbstractProcess, eps: Data, x_t: Data, t: Time, target: str) -> Data:
+    """Convert a noise prediction to a prediction of kind ``target``."""
+    check_choice("target", target, PREDICTIONS)
+    if target == "eps":
+        return eps
+    p = _require_gaussian(process, f"converting to a {target!r} prediction")
+    if target == "x0":
+        return p.eps_to_x0(eps, x_t, t)
+    if target == "score":
+        return p.eps_to_score(eps, x_t, t)
+    if target == "velocity":
+        return _score_to_velocity(p, p.eps_to_score(eps, x_t, t), x_t, t)
+    if not isinstance(p, AbstractAffineGaussianProcess):
+        raise TypeError(f"'v' predictions need an affine Gaussian process; got {type(p).__name__}.")
+    return p.eps_to_v(eps, x_t, t)
+
+
+def convert(
+    process: AbstractProcess, value: Data, x_t: Data, t: Time, *, source: str, target: str
+) -> Data:
+    """Convert ``value`` (a ``source`` prediction at ``(x_t, t)``) to a ``target`` prediction.
+
+    Exact for every Gaussian process; ``t`` may be a scalar, per example or per element.
+    Score and velocity predictions convert directly for any process (no Gaussian needed).
+    """
+    check_choice("source", source, PREDICTIONS)
+    check_choice("target", target, PREDICTIONS)
+    if source == target:
+        return value
+    if {source, target} == {"score", "velocity"}:
+        if source == "score":
+            return _score_to_velocity(process, value, x_t, t)
+        return _velocity_to_score(process, value, x_t, t)
+    return from_eps(process, to_eps(process, value, x_t, t, source), x_t, t, target)
+
+
+class Precond(eqx.Module):
+    """EDM preconditioning (Karras et al. 2022) around any network, for any affine process.
+
+    With ``s = alpha(t)`` and ``sigma~ = sigma(t) / alpha(t)`` (the noise level of ``x_t / s``),
+    the wrapper returns the ``x0`` prediction
+
+    ``D(x_t, t) = c_skip x_t / s + c_out F(c_in x_t / s, c_noise)``
+
+    with ``c_skip = sd^2 / (sigma~^2 + sd^2)``, ``c_out = sigma~ sd / sqrt(sigma~^2 + sd^2)``,
+    ``c_in = 1 / sqrt(sigma~^2 + sd^2)`` and ``c_noise = log(sigma~) / 4``. The network
+    runs in whatever dtype it likes; the skip path and scalings stay float32. Use it with
+    ``prediction="x0"``.
+    """
+
+    net: Any
+    process: AbstractAffineGaussianProcess
+    sigma_data: float = 0.5
+
+    def __check_init__(self):
+        check_positive("sigma_data", self.sigma_data)
+        if not isinstance(self.process, AbstractAffineGaussianProcess):
+            raise TypeError(
+                "argument `process`: got "
+                f"{type(self.process).__name__}, expected an AbstractAffineGaussianProcess."
+            )
+
+    def coefficients(self, t: Time) -> tuple[Any, Any, Any, Any]:
+        """``(c_skip, c_out, c_in, c_noise)`` at time ``t`` (in the ``x_t / alpha`` frame)."""
+        t = jnp.asarray(t)
+        sig = self.process.sigma(t) / self.process.alpha(t)
+        sd2 = self.sigma_data**2
+        c_skip = sd2 / (sig**2 + sd2)
+        c_out = sig * self.sigma_data / jnp.sqrt(sig**2 + sd2)
+        c_in = 1.0 / jnp.sqrt(sig**2 + sd2)
+        c_noise = 0.25 * jnp.log(sig)
+        return c_skip, c_out, c_in, c_noise
+
+    def __call__(self, x: Data, t: Time, cond: Any = None, *, key: Any = None) -> Data:
+        tb = broadcast_time(t, x)
+        scale = self.process.alpha(tb)
+        c_skip, c_out, c_in, _ = self.coefficients(tb)
+        _, _, _, c_noise = self.coefficients(jnp.asarray(t))
+        x_hat = x / scale
+        out = call_model(self.net, (c_in * x_hat).astype(x.dtype), c_noise, cond, key)
+        return c_skip * x_hat + c_out * out.astype(jnp.float32)
+
+
+def edm_weight(sigma: Any, sigma_data: float = 0.5) -> Any:
+    """EDM's loss weight ``(sigma^2 + sd^2) / (sigma sd)^2`` on the denoiser error."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+__all__ = [
+    "PREDICTIONS",
+    "Precond",
+    "Prediction",
+    "convert",
+    "edm_weight",
+    "from_eps",
+    "to_eps",
+]
