@@ -30,8 +30,17 @@ class AbstractProcess(eqx.Module):
     data.
     """
 
-    t0: eqx.AbstractVar[float]
-    t1: eqx.AbstractVar[float]
+    # Concrete subclasses supply ``t0`` and ``t1`` (the time domain the process is trained on) as
+    # fields; they are not declared here so that each subclass keeps its own field order.
+
+    def __check_init__(self):
+        for name in ("t0", "t1"):
+            if not hasattr(self, name):
+                raise TypeError(f"{type(self).__name__} must define the attribute `{name}`.")
+        if not float(self.t0) < float(self.t1):
+            raise ValueError(
+                f"arguments `t0` and `t1`: got t0={self.t0!r} and t1={self.t1!r}, expected t0 < t1."
+            )
 
     @abc.abstractmethod
     def drift(self, t: Time, x: Data) -> Data:

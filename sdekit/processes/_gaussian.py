@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import jax.numpy as jnp
 
@@ -27,7 +26,7 @@ class VP(AbstractAffineGaussianProcess):
 
     beta_min: float = 0.1
     beta_max: float = 20.0
-    schedule: Literal["linear", "cosine"] = "linear"
+    schedule: str = "linear"
     cosine_s: float = 0.008
     t0: float = 1e-5
     t1: float = None  # type: ignore[assignment]

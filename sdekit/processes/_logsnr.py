@@ -10,7 +10,6 @@ exactly. The formulas are written without cancellation, so float32 is accurate; 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +42,7 @@ class LogSNR(AbstractAffineGaussianProcess):
     ``u_to = g^{-1}(logsnr_min)``.
     """
 
-    schedule: Literal["linear", "sigmoid", "cosine", "legacy"] = "cosine"
+    schedule: str = "cosine"
     logsnr_min: float = -20.0
     logsnr_max: float = 20.0
     t0: float = 0.0
