@@ -9,7 +9,8 @@ given). Plain callables ``f(x, t)`` are accepted too: :func:`call_model` passes 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _accepts(fn: Callable, name: str) -> bool:

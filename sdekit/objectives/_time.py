@@ -16,10 +16,8 @@ class AbstractTimeSampler(eqx.Module):
     """Draws training times. ``per_element=True`` gives one time per element of the data
     (ComboStoc-style asynchronous time); otherwise one time per example, shape ``(N,)``."""
 
-    per_element: eqx.AbstractVar[bool]
-
     def __call__(self, key: Key, data_shape: Shape) -> Array:
-        shape = tuple(data_shape) if self.per_element else tuple(data_shape[:1])
+        shape = tuple(data_shape) if getattr(self, "per_element", False) else tuple(data_shape[:1])
         return self.draw(key, shape)
 
     @abc.abstractmethod
