@@ -13,3 +13,4 @@ from ._solvers import (
     AdaptiveSDE as AdaptiveSDE,
     EulerMaruyama as EulerMaruyama,
 )
+from ._sscs import SSCS as SSCS
