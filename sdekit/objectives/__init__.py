@@ -7,3 +7,4 @@ from ._time import (
     StratifiedTime as StratifiedTime,
     UniformTime as UniformTime,
 )
+from ._hsm import AugmentedDSM as AugmentedDSM, HSM as HSM, hsm_loss as hsm_loss
