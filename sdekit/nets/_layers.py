@@ -1,0 +1,400 @@
+"""Small NHWC building blocks shared by the networks.
+
+Every layer stores its weights as explicit arrays so that the initialisation can follow
+score_sde exactly: DDPM's variance scaling (``fan_avg``, uniform) with zero biases, where an
+``init_scale`` of 0 becomes 1e-10 (a numerically zero but non-degenerate initialisation).
+
+Layers compute in the dtype of their input: weights are cast to ``x.dtype`` at call time. This is
+how mixed precision works: parameters stay float32 and the caller decides which activations are
+cast to the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray
+
+from .._errors import arg_error
+
+_DN = ("NHWC", "HWIO", "NHWC")
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
+
+def key_stream(key: PRNGKeyArray):
+    """An endless iterator of independent keys ``fold_in(key, 1), fold_in(key, 2), ...``."""
+    i = 0
+    while True:
+        i += 1
+        yield jax.random.fold_in(key, i)
+
+
+def _is_concrete(key) -> bool:
+    return not isinstance(key, jax.core.Tracer)
+
+
+def _rng(key: PRNGKeyArray) -> np.random.Generator:
+    data = np.asarray(jax.random.key_data(key)).astype(np.uint64).ravel()
+    return np.random.default_rng([int(v) for v in data])
+
+
+def uniform_init(key: PRNGKeyArray, shape: Sequence[int], limit: float) -> Array:
+    """``U(-limit, limit)`` samples in float32.
+
+    With a concrete key the draw is made by NumPy seeded from the key (network construction
+    then needs no compilation per weight shape); under tracing (``jit``, ``eval_shape``) it
+    uses ``jax.random``. Both give the same distribution, not the same numbers.
+    """
+    shape = tuple(int(s) for s in shape)
+    if _is_concrete(key):
+        u = _rng(key).random(shape, dtype=np.float32)
+        return jnp.asarray((2.0 * u - 1.0) * np.float32(limit))
+    return jax.random.uniform(key, shape, jnp.float32, -limit, limit)
+
+
+def normal_init(key: PRNGKeyArray, shape: Sequence[int], std: float | int = 1.0) -> Array:
+    """``N(0, std^2)`` samples in float32 (NumPy for concrete keys, as in ``uniform_init``)."""
+    shape = tuple(int(s) for s in shape)
+    if _is_concrete(key):
+        return jnp.asarray(np.float32(std) * _rng(key).standard_normal(shape, dtype=np.float32))
+    return std * jax.random.normal(key, shape, jnp.float32)
+
+
+def variance_scaling(
+    key: PRNGKeyArray, shape: Sequence[int], fan_in: int, fan_out: int, scale: float | int = 1.0
+) -> Array:
+    """score_sde's ``default_init``: variance scaling, ``fan_avg`` mode, uniform distribution.
+
+    A ``scale`` of exactly 0 is replaced by 1e-10, as in score_sde.
+    """
+    scale = 1e-10 if scale == 0 else float(scale)
+    variance = scale / ((fan_in + fan_out) / 2.0)
+    return uniform_init(key, shape, math.sqrt(3.0 * variance))
+
+
+def xavier_uniform(key: PRNGKeyArray, fan_in: int, fan_out: int, shape: Sequence[int]) -> Array:
+    return uniform_init(key, shape, math.sqrt(6.0 / (fan_in + fan_out)))
+
+
+def silu(x: Array) -> Array:
+    return jax.nn.silu(x)
+
+
+class Linear(eqx.Module):
+    """Dense layer acting on the last axis: ``x @ weight + bias`` with ``weight`` of shape
+    ``(in, out)``."""
+
+    weight: Array
+    bias: Array | None
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        key: PRNGKeyArray,
+        use_bias: bool = True,
+        init: str = "default",
+        init_scale: float | int = 1.0,
+    ):
+        shape = (in_features, out_features)
+        if init == "default":
+            self.weight = variance_scaling(key, shape, in_features, out_features, init_scale)
+        elif init == "xavier":
+            self.weight = xavier_uniform(key, in_features, out_features, shape)
+        elif init == "normal002":
+            self.weight = normal_init(key, shape, 0.02)
+        elif init == "zeros":
+            self.weight = jnp.zeros(shape, jnp.float32)
+        else:
+            raise arg_error("init", init, "one of 'default', 'xavier', 'normal002', 'zeros'")
+        self.bias = jnp.zeros((out_features,), jnp.float32) if use_bias else None
+
+    def __call__(self, x: Array) -> Array:
+        y = x @ self.weight.astype(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias.astype(x.dtype)
+        return y
+
+
+class Conv2d(eqx.Module):
+    """2-D convolution on NHWC inputs with an HWIO kernel (score_sde initialisation).
+
+    ``padding`` is a pair of ``(low, high)`` pads per spatial axis; the default keeps the size
+    for odd kernels at stride 1.
+    """
+
+    weight: Array
+    bias: Array | None
+    stride: int = eqx.field(static=True)
+    padding: tuple[tuple[int, int], tuple[int, int]] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        key: PRNGKeyArray,
+        stride: int = 1,
+        padding: tuple[tuple[int, int], tuple[int, int]] | None = None,
+        use_bias: bool = True,
+        init_scale: float | int = 1.0,
+    ):
+        k = kernel_size
+        rf = k * k
+        self.weight = variance_scaling(
+            key, (k, k, in_channels, out_channels), in_channels * rf, out_channels * rf, init_scale
+        )
+        self.bias = jnp.zeros((out_channels,), jnp.float32) if use_bias else None
+        self.stride = stride
+        if padding is None:
+            p = (k - 1) // 2
+            padding = ((p, k - 1 - p), (p, k - 1 - p))
+        self.padding = padding
+
+    def __call__(self, x: Array, *, lhs_dilation: int = 1, padding=None) -> Array:
+        y = jax.lax.conv_general_dilated(
+            x,
+            self.weight.astype(x.dtype),
+            (self.stride, self.stride),
+            self.padding if padding is None else padding,
+            lhs_dilation=(lhs_dilation, lhs_dilation),
+            dimension_numbers=_DN,
+        )
+        if self.bias is not None:
+            y = y + self.bias.astype(x.dtype)
+        return y
+
+
+class GroupNorm(eqx.Module):
+    """Group normalisation over (H, W, channels-in-group) with an affine transform.
+
+    Statistics are computed in float32 whatever the input dtype; the output has the input dtype.
+    ``num_groups`` defaults to score_sde's ``min(C // 4, 32)``.
+    """
+
+    weight: Array
+    bias: Array
+    num_groups: int = eqx.field(static=True)
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, channels: int, num_groups: int | None = None, eps: float = 1e-6):
+        if num_groups is None:
+            num_groups = min(channels // 4, 32)
+        if num_groups < 1 or channels % num_groups != 0:
+            raise ValueError(
+                f"GroupNorm: got {channels} channels, expected a channel count >= 4 that is "
+                f"divisible by the number of groups min(C // 4, 32) = {num_groups}; choose `nf` "
+                "and `ch_mult` so that every feature map has such a channel count."
+            )
+        self.weight = jnp.ones((channels,), jnp.float32)
+        self.bias = jnp.zeros((channels,), jnp.float32)
+        self.num_groups = num_groups
+        self.eps = eps
+
+    def __call__(self, x: Array) -> Array:
+        dtype = x.dtype
+        *lead, c = x.shape
+        g = self.num_groups
+        xr = x.astype(jnp.float32).reshape(*lead, g, c // g)
+        axes = tuple(range(1, len(lead))) + (len(lead) + 1,)
+        mean = jnp.mean(xr, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(xr - mean), axis=axes, keepdims=True)
+        y = ((xr - mean) * jax.lax.rsqrt(var + self.eps)).reshape(*lead, c)
+        return (y * self.weight + self.bias).astype(dtype)
+
+
+class LayerNorm(eqx.Module):
+    """Layer normalisation over the last axis without affine parameters (DiT's adaLN)."""
+
+    eps: float | int = eqx.field(static=True, default=1e-6)
+
+    def __call__(self, x: Array) -> Array:
+        dtype = x.dtype
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        return ((x32 - mean) * jax.lax.rsqrt(var + self.eps)).astype(dtype)
+
+
+def dropout(x: Array, rate: float | int, key: PRNGKeyArray | None) -> Array:
+    """Inverted dropout; the identity when ``key`` is None (inference) or ``rate`` is 0."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# FIR resampling (upfirdn2d with a separable kernel, default [1, 3, 3, 1]).
+
+
+def fir_kernel_2d(kernel: Sequence[float | int]) -> np.ndarray:
+    k = np.asarray(kernel, dtype=np.float64)
+    k2 = np.outer(k, k)
+    return (k2 / k2.sum()).astype(np.float32)
+
+
+def _depthwise_fir(
+    x: Array,
+    k2d: np.ndarray,
+    pad: tuple[int, int],
+    *,
+    stride: int = 1,
+    lhs_dilation: int = 1,
+) -> Array:
+    c = x.shape[-1]
+    # upfirdn2d convolves (flipped kernel); the kernels used here are symmetric anyway.
+    w = np.ascontiguousarray(k2d[::-1, ::-1])[:, :, None, None]
+    w = jnp.broadcast_to(jnp.asarray(w, x.dtype), (*k2d.shape, 1, c))
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        (stride, stride),
+        (pad, pad),
+        lhs_dilation=(lhs_dilation, lhs_dilation),
+        dimension_numbers=_DN,
+        feature_group_count=c,
+    )
+
+
+def fir_upsample(x: Array, kernel: Sequence[float | int]) -> Array:
+    """2x FIR upsampling (score_sde's ``upsample_2d``): zero-stuff, then filter with 4 k k^T."""
+    k = fir_kernel_2d(kernel) * 4.0
+    p = k.shape[0] - 2
+    # upfirdn2d(up=2, pad=((p+1)//2 + 1, p//2)); lhs dilation drops the trailing zero, so the
+    # high pad grows by one.
+    return _depthwise_fir(x, k, ((p + 1) // 2 + 1, p // 2 + 1), lhs_dilation=2)
+
+
+def fir_downsample(x: Array, kernel: Sequence[float | int]) -> Array:
+    """2x FIR downsampling (score_sde's ``downsample_2d``): filter with k k^T, keep every 2nd."""
+    k = fir_kernel_2d(kernel)
+    p = k.shape[0] - 2
+    return _depthwise_fir(x, k, ((p + 1) // 2, p // 2), stride=2)
+
+
+def naive_upsample(x: Array) -> Array:
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def naive_downsample(x: Array) -> Array:
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+class Upsample(eqx.Module):
+    """2x upsampling (score_sde ``layerspp.Upsample``): nearest (+3x3 conv) or FIR
+    (+ a 3x3 transposed convolution fused with the FIR filter)."""
+
+    conv: Conv2d | None
+    fir: bool = eqx.field(static=True)
+    fir_kernel: tuple[float, ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        *,
+        with_conv: bool,
+        fir: bool,
+        fir_kernel: Sequence[float | int] = (1, 3, 3, 1),
+        key: PRNGKeyArray,
+    ):
+        out_channels = in_channels if out_channels is None else out_channels
+        self.fir = fir
+        self.fir_kernel = tuple(float(v) for v in fir_kernel)
+        self.conv = Conv2d(in_channels, out_channels, 3, key=key) if with_conv else None
+
+    def __call__(self, x: Array) -> Array:
+        if not self.fir:
+            h = naive_upsample(x)
+            return h if self.conv is None else self.conv(h)
+        if self.conv is None:
+            return fir_upsample(x, self.fir_kernel)
+        # upsample_conv_2d: stride-2 transposed 3x3 conv, then the FIR filter with pads (1, 1).
+        h = self.conv(x, lhs_dilation=2, padding=((2, 2), (2, 2)))
+        k = fir_kernel_2d(self.fir_kernel) * 4.0
+        p = k.shape[0] - 2 - 2
+        return _depthwise_fir(h, k, ((p + 1) // 2 + 1, p // 2 + 1))
+
+
+class Downsample(eqx.Module):
+    """2x downsampling (score_sde ``layerspp.Downsample``): average pooling / padded stride-2
+    3x3 conv, or FIR filter (+ stride-2 3x3 conv)."""
+
+    conv: Conv2d | None
+    fir: bool = eqx.field(static=True)
+    fir_kernel: tuple[float, ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        *,
+        with_conv: bool,
+        fir: bool,
+        fir_kernel: Sequence[float | int] = (1, 3, 3, 1),
+        key: PRNGKeyArray,
+    ):
+        out_channels = in_channels if out_channels is None else out_channels
+        self.fir = fir
+        self.fir_kernel = tuple(float(v) for v in fir_kernel)
+        if with_conv:
+            self.conv = Conv2d(
+                in_channels, out_channels, 3, key=key, stride=2, padding=((0, 0), (0, 0))
+            )
+        else:
+            self.conv = None
+
+    def __call__(self, x: Array) -> Array:
+        if not self.fir:
+            if self.conv is None:
+                return naive_downsample(x)
+            return self.conv(x, padding=((0, 1), (0, 1)))
+        if self.conv is None:
+            return fir_downsample(x, self.fir_kernel)
+        # conv_downsample_2d: FIR filter with pads (2, 2), then a stride-2 3x3 conv.
+        k = fir_kernel_2d(self.fir_kernel)
+        p = k.shape[0] - 2 + 2
+        h = _depthwise_fir(x, k, ((p + 1) // 2, p // 2))
+        return self.conv(h)
+
+
+# ----------------------------------------------------------------------------------------------
+# Time embeddings.
+
+
+def sinusoidal_embedding(t: Array, dim: int, max_positions: float = 10000.0) -> Array:
+    """DDPM's sinusoidal embedding along a new last axis: ``[sin(t f_k), cos(t f_k)]`` with
+    ``f_k = exp(-k log(max_positions) / (dim/2 - 1))`` (zero-padded when ``dim`` is odd)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_positions) / (half - 1) * jnp.arange(half, dtype=jnp.float32))
+    arg = t.astype(jnp.float32)[..., None] * freqs
+    emb = jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
+    if dim % 2 == 1:
+        emb = jnp.pad(emb, [(0, 0)] * (emb.ndim - 1) + [(0, 1)])
+    return emb
+
+
+def fourier_embedding(x: Array, w: Array) -> Array:
+    """Gaussian Fourier features ``[sin(2 pi x w), cos(2 pi x w)]`` along a new last axis."""
+    arg = x.astype(jnp.float32)[..., None] * w * (2.0 * math.pi)
+    return jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
+
+
+def check_compute_dtype(compute_dtype: str) -> None:
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise arg_error("compute_dtype", compute_dtype, "one of " + ", ".join(COMPUTE_DTYPES))
+
+
+def check_key(key) -> None:
+    """Raise a clear error for a key that is not a PRNG key (e.g. an int seed)."""
+    if key is not None and not isinstance(key, jax.Array):
+        raise arg_error("key", key, "None or a PRNG key from jax.random.key / jax.random.PRNGKey")
