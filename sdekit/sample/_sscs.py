@@ -51,8 +51,10 @@ class SSCS(AbstractSampler):
 
     def check_process(self, process: AbstractProcess) -> None:
         if not isinstance(process, AbstractLinearSDE):
-            raise TypeError(f"SSCS needs an AbstractLinearSDE (PSLD, CLD, LinearSDE); got "
-                            f"{type(process).__name__}.")
+            raise TypeError(
+                f"SSCS needs an AbstractLinearSDE (PSLD, CLD, LinearSDE); got "
+                f"{type(process).__name__}."
+            )
 
     def step(self, key: Key, fn: PredictionFn, z: Data, t, h) -> Data:
         """One SSCS step from forward time ``t`` to ``t - h`` (scalars)."""
@@ -81,8 +83,9 @@ class SSCS(AbstractSampler):
         z = a_flow(z, b2, k2)
         return p.reflect(z)
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    def solve(
+        self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *, save_trajectory: bool = False
+    ):
         p = fn.process
         n = int(self.num_steps)
         ts = time_grid(self.grid, n, p.t1, t_end).astype(z1.dtype)
