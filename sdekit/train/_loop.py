@@ -1,0 +1,496 @@
+"""The training loop: a jitted, sharded train step and ``fit``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from ._images import save_image_grid
+from ._optim import current_lr, ema_decay_at, ema_update, has_updated
+from ._sharding import (
+    SpecFn,
+    distributed_requested,
+    make_global_batch,
+    make_mesh,
+    per_device_batch_size,
+    replicated_spec,
+    shard_state,
+)
+from ._state import TrainState, init_state
+
+__all__ = ["fit", "make_train_step", "NonFiniteError"]
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised by [`fit`][sdekit.train.fit] when the loss or the gradient norm is not finite.
+
+    Attributes:
+        step: index of the failing step (0-based: the step that consumed data batch ``step``).
+        checkpoint: path of the last good checkpoint (kept on disk), or ``None`` if there is none.
+        loss: the loss at that step.
+        grad_norm: the gradient norm at that step.
+    """
+
+    def __init__(self, step: int, loss: float, grad_norm: float, checkpoint: pathlib.Path | None):
+        self.step = step
+        self.loss = loss
+        self.grad_norm = grad_norm
+        self.checkpoint = checkpoint
+        what = " and ".join(
+            name
+            for name, v in (("loss", loss), ("gradient norm", grad_norm))
+            if not math.isfinite(v)
+        )
+        where = (
+            f"the last good checkpoint is {checkpoint} (kept; resume from it after fixing the "
+            "cause)"
+            if checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        super().__init__(
+            f"non-finite {what} at step {step} (loss={loss}, grad_norm={grad_norm}); training "
+            "stopped, "
+            f"{where}."
+        )
+
+
+def _split_batch(batch: Any, data_key: str, cond_key: str | None) -> tuple[Any, Any]:
+    if isinstance(batch, dict):
+        if data_key not in batch:
+            raise ValueError(
+                f"argument `data_key`: got {data_key!r}, but the data batches have keys "
+                f"{sorted(batch)}."
+            )
+        x0 = batch[data_key]
+        cond = None
+        if cond_key is not None:
+            if cond_key not in batch:
+                raise ValueError(
+                    f"argument `cond_key`: got {cond_key!r}, but the data batches have keys "
+                    f"{sorted(batch)}."
+                )
+            cond = batch[cond_key]
+        return x0, cond
+    if cond_key is not None:
+        raise ValueError(
+            f"argument `cond_key`: got {cond_key!r}, but the data batches are arrays, not dicts."
+        )
+    return batch, None
+
+
+def _num_updates(state_step: jax.Array, opt_state: Any) -> jax.Array:
+    if isinstance(opt_state, optax.MultiStepsState):
+        return opt_state.gradient_step
+    return state_step + 1
+
+
+def make_train_step(
+    objective: Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    mesh: Mesh | None = None,
+    spec_fn: SpecFn = replicated_spec,
+    data_key: str = "image",
+    cond_key: str | None = None,
+    donate: bool = False,
+) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
+    """The jitted train step used by [`fit`][sdekit.train.fit].
+
+    ``step(state, batch) -> (new_state, metrics)`` splits the state's key, evaluates
+    ``objective(model, key, x0, cond)`` and its gradient, applies the optimiser and the EMA
+    updates, and returns ``metrics = {"loss", "grad_norm", "lr"}`` (``grad_norm`` before
+    clipping; ``lr`` is NaN when the optimiser does not expose it). With a ``mesh`` the new
+    state is constrained to the shardings given by ``spec_fn`` (replicated by default) and the
+    batch is expected sharded along ``"data"``; XLA inserts the gradient all-reduce.
+    ``state.data_state`` must be ``None`` (it is host-side and changes every step).
+
+    Args:
+        objective: ``loss(model, key, x0, cond=None) -> scalar``.
+        optimizer: an optax optimiser.
+        mesh: device mesh, or ``None`` for no sharding constraints.
+        spec_fn: leaf -> ``PartitionSpec`` for parameters, EMA and optimiser state.
+        data_key: key of the data in dict batches.
+        cond_key: key of the conditioning (e.g. ``"label"``) in dict batches, or ``None``.
+        donate: donate the input state's buffers to the output (saves memory; the input state
+            must not be used afterwards).
+
+    Returns:
+        The jitted step function.
+    """
+    if not callable(objective):
+        raise ValueError(
+            f"argument `objective`: got {type(objective).__name__}, expected a callable loss."
+        )
+
+    def step(state: TrainState, batch: Any) -> tuple[TrainState, dict]:
+        key, sub = jr.split(state.key)
+        x0, cond = _split_batch(batch, data_key, cond_key)
+        params, static = eqx.partition(state.model, eqx.is_inexact_array)
+
+        def loss_fn(p):
+            m = eqx.combine(p, static)
+            loss = objective(m, sub, x0) if cond is None else objective(m, sub, x0, cond)
+            if jnp.ndim(loss) != 0:
+                raise ValueError(
+                    f"argument `objective`: returned shape {jnp.shape(loss)}, expected a scalar "
+                    "loss."
+                )
+            return jnp.asarray(loss, jnp.float32)
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        params = optax.apply_updates(params, updates)
+        model = eqx.combine(params, static)
+        n = _num_updates(state.step, opt_state)
+        decays = [ema_decay_at(d, n, state.ema_warmup) for d in state.ema_decays]
+        ema = ema_update(state.ema, model, decays, has_updated(opt_state))
+        lr = current_lr(opt_state)
+        new = dataclasses.replace(
+            state, model=model, ema=ema, opt_state=opt_state, step=state.step + 1, key=key
+        )
+        if mesh is not None:
+            new = shard_state(new, mesh, spec_fn)
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "lr": jnp.asarray(jnp.nan if lr is None else lr, jnp.float32),
+        }
+        return new, metrics
+
+    return eqx.filter_jit(step, donate="all" if donate else "none")
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not (
+        isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+    ):
+        expected = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"argument `{name}`: got {value!r}, expected {expected}.")
+
+
+def _local_rows(batch: Any, data_key: str) -> int:
+    x = batch[data_key] if isinstance(batch, dict) and data_key in batch else batch
+    leaves = jax.tree.leaves(x)
+    if not leaves or np.ndim(leaves[0]) == 0:
+        raise ValueError(
+            f"argument `data`: got a batch with no leading batch axis ({type(batch).__name__}), "
+            "expected arrays of shape (batch, ...) or dicts of them."
+        )
+    return int(np.shape(leaves[0])[0])
+
+
+def fit(
+    objective: Callable,
+    model: Any,
+    data: Iterable,
+    *,
+    optimizer: optax.GradientTransformation,
+    num_steps: int,
+    key: Any,
+    ema_decays: Sequence[float] | float = (0.9999,),
+    ema_warmup: bool = False,
+    mesh: Mesh | None = None,
+    spec_fn: SpecFn = replicated_spec,
+    batch_size: int | None = None,
+    data_key: str = "image",
+    cond_key: str | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int | None = 3,
+    resume: bool = True,
+    sample_fn: Callable | None = None,
+    sample_every: int | None = None,
+    sample_dir: str | os.PathLike | None = None,
+    metrics_path: str | os.PathLike | None = None,
+    log_every: int = 1,
+    progress: bool = True,
+    config: dict | None = None,
+    callback: Callable[[TrainState, dict], None] | None = None,
+    donate: bool = False,
+) -> TrainState:
+    """Train ``model`` on ``data`` with ``objective`` for ``num_steps`` optimiser steps.
+
+    Each step takes the next batch from ``data`` (this process's share of a global batch), builds
+    a global array sharded along the mesh's ``"data"`` axis, and runs the jitted step of
+    [`make_train_step`][sdekit.train.make_train_step] (loss, gradient, optimiser, EMA).
+    Parameters, EMA and optimiser state are placed with ``spec_fn`` (replicated by default).
+    Steps are numbered from 0: step ``s`` consumes data batch ``s``; the checkpoint
+    ``ckpt_<n>.eqx`` holds the state after ``n`` completed steps.
+
+    Resuming: with ``checkpoint_dir`` and ``resume=True`` the latest checkpoint there is
+    restored (parameters, EMA, optimiser state, step, key and the data iterator's state via
+    ``data.set_state``), and training continues to ``num_steps``; the result equals an
+    uninterrupted run bit for bit on CPU. ``model`` may also be a
+    [`TrainState`][sdekit.train.TrainState] to continue from.
+
+    Failures: a non-finite loss or gradient norm raises
+    [`NonFiniteError`][sdekit.train.NonFiniteError] naming the step and the last good
+    checkpoint, which is kept. ``KeyboardInterrupt`` (Ctrl-C) writes a checkpoint (when
+    ``checkpoint_dir`` is set) and re-raises.
+
+    Logging: a tqdm bar (``progress=False`` disables it) and, with ``metrics_path``, one JSON
+    line per ``log_every`` steps with ``step, loss, grad_norm, lr, steps_per_sec,
+    images_per_sec``. With ``sample_fn(key, model) -> images`` (NHWC in [-1, 1], or ``(N, 2)``
+    points) a PNG grid of samples from the first EMA model is written to
+    ``sample_dir/samples_<n>.png`` every ``sample_every`` steps (always with the same key).
+
+    Args:
+        objective: ``loss(model, key, x0, cond=None) -> scalar`` (e.g. ``sdekit.objectives.DSM``).
+        model: the network (equinox Module), or a ``TrainState`` to continue.
+        data: iterable of batches (arrays, or dicts with ``data_key`` and optional ``cond_key``),
+            e.g. [`sdekit.data.make_pipeline`][sdekit.data.make_pipeline]; its ``get_state`` /
+            ``set_state`` (if present) are stored in checkpoints.
+        optimizer: optax optimiser, e.g. [`make_optimizer`][sdekit.train.make_optimizer].
+        num_steps: total number of steps (including those of a resumed checkpoint).
+        key: PRNG key for the training randomness.
+        ema_decays: EMA rates (``()`` for none).
+        ema_warmup: VDPM's EMA warm-up ``min(decay, (1 + n) / (10 + n))``.
+        mesh: device mesh (default: all devices on a ``"data"`` axis, see
+            [`make_mesh`][sdekit.train.make_mesh]).
+        spec_fn: leaf -> ``PartitionSpec`` for parameters and optimiser state.
+        batch_size: expected global batch size (checked against the data; optional).
+        data_key: key of the data in dict batches.
+        cond_key: key of the conditioning in dict batches (e.g. ``"label"``), or ``None``.
+        checkpoint_dir: directory for checkpoints (``None``: no checkpoints).
+        checkpoint_every: steps between checkpoints; a final one is always written.
+        keep_checkpoints: number of recent checkpoints kept.
+        resume: restore the latest checkpoint in ``checkpoint_dir`` if there is one.
+        sample_fn: ``sample_fn(key, model) -> images`` for periodic sample grids.
+        sample_every: steps between sample grids.
+        sample_dir: directory for sample PNGs (default ``checkpoint_dir/samples``).
+        metrics_path: JSONL file the metrics are appended to.
+        log_every: steps between metric lines and progress-bar updates of the loss.
+        progress: show a tqdm progress bar.
+        config: JSON-able run configuration stored in every checkpoint.
+        callback: ``callback(state, metrics)`` called on the host after every step (after the
+            checkpoint of that step); ``metrics`` are device arrays of that step.
+        donate: donate state buffers to the jitted step (less memory); the arrays of the
+            ``model`` and ``key`` passed in may then be deleted, so do not use them afterwards.
+
+    Returns:
+        The final [`TrainState`][sdekit.train.TrainState].
+    """
+    _check_int("num_steps", num_steps, 0)
+    _check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
+    _check_int("sample_every", sample_every, 1, allow_none=True)
+    _check_int("log_every", log_every, 1)
+    _check_int("batch_size", batch_size, 1, allow_none=True)
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError(
+            "argument `checkpoint_every`: given without `checkpoint_dir`; pass a directory."
+        )
+    if sample_every is not None and sample_fn is None:
+        raise ValueError(
+            "argument `sample_every`: given without `sample_fn`; pass a sampler callable."
+        )
+    if sample_fn is not None and not callable(sample_fn):
+        raise ValueError(
+            f"argument `sample_fn`: got {type(sample_fn).__name__}, expected a callable."
+        )
+    if sample_fn is not None and sample_dir is None:
+        if checkpoint_dir is None:
+            raise ValueError(
+                "argument `sample_dir`: required with `sample_fn` when there is no "
+                "`checkpoint_dir`."
+            )
+        sample_dir = pathlib.Path(checkpoint_dir) / "samples"
+    if config is not None:
+        try:
+            json.dumps(config)
+        except TypeError as e:
+            raise ValueError(f"argument `config`: not JSON-serialisable ({e}).") from e
+
+    if distributed_requested() and not jax.distributed.is_initialized():
+        warnings.warn(
+            "sdekit.train.fit: the environment asks for a multi-process run "
+            "(JAX_COORDINATOR_ADDRESS, "
+            "SLURM or Open MPI), but jax.distributed is not initialised; call "
+            "sdekit.train.maybe_initialize_distributed() at the very start of the script.",
+            stacklevel=2,
+        )
+    mesh = make_mesh() if mesh is None else mesh
+    if not isinstance(mesh, Mesh):
+        raise ValueError(
+            f"argument `mesh`: got {type(mesh).__name__}, expected a jax.sharding.Mesh."
+        )
+    if "data" not in mesh.axis_names:
+        raise ValueError(f"argument `mesh`: got axes {mesh.axis_names}, expected a 'data' axis.")
+    if batch_size is not None:
+        per_device_batch_size(batch_size, mesh)
+
+    main = jax.process_index() == 0
+    if isinstance(model, TrainState):
+        state = model
+    else:
+        state = init_state(model, optimizer, key=key, ema_decays=ema_decays, ema_warmup=ema_warmup)
+    sample_key = jr.fold_in(state.key, 0x5A4D)
+    last_ckpt: pathlib.Path | None = None
+    if checkpoint_dir is not None and resume:
+        found = latest_checkpoint(checkpoint_dir)
+        if found is not None:
+            state = restore_checkpoint(found, state)
+            last_ckpt = found
+            if progress and main:
+                tqdm.write(f"sdekit.train.fit: resumed from {found} (step {int(state.step)})")
+
+    it = iter(data)
+    start = int(state.step)
+    if start > 0:
+        if hasattr(it, "set_state") and state.data_state is not None:
+            it.set_state(state.data_state)
+        else:
+            warnings.warn(
+                f"sdekit.train.fit: the data iterator has no saved state; skipping {start} "
+                "batches to resume.",
+                stacklevel=2,
+            )
+            for _ in range(start):
+                next(it)
+
+    state_data = state.data_state
+    state = shard_state(dataclasses.replace(state, data_state=None), mesh, spec_fn)
+    state = dataclasses.replace(state, data_state=state_data)
+    step_fn = make_train_step(
+        objective,
+        optimizer,
+        mesh=mesh,
+        spec_fn=spec_fn,
+        data_key=data_key,
+        cond_key=cond_key,
+        donate=donate,
+    )
+
+    metrics_file = None
+    if metrics_path is not None and main:
+        pathlib.Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        metrics_file = open(metrics_path, "a")
+
+    pbar = tqdm(
+        total=num_steps,
+        initial=start,
+        disable=not progress or not main,
+        desc="train",
+        dynamic_ncols=True,
+    )
+    pending: tuple[int, dict] | None = None
+    window = {"t": time.perf_counter(), "steps": 0}
+    global_batch = None
+    saved_step = int(state.step) if last_ckpt is not None else -1
+
+    def process(p: tuple[int, dict]) -> None:
+        nonlocal window
+        s, m = p
+        host = {k: float(v) for k, v in jax.device_get(m).items()}
+        if not (math.isfinite(host["loss"]) and math.isfinite(host["grad_norm"])):
+            raise NonFiniteError(s, host["loss"], host["grad_norm"], last_ckpt)
+        window["steps"] += 1
+        if (s + 1) % log_every == 0 or s + 1 == num_steps:
+            now = time.perf_counter()
+            dt = max(now - window["t"], 1e-9)
+            sps = window["steps"] / dt
+            line = {
+                "step": s,
+                "loss": host["loss"],
+                "grad_norm": host["grad_norm"],
+                "lr": host["lr"] if math.isfinite(host["lr"]) else None,
+                "steps_per_sec": sps,
+                "images_per_sec": sps * (global_batch or 0),
+                "time": time.time(),
+            }
+            window = {"t": now, "steps": 0}
+            if metrics_file is not None:
+                metrics_file.write(json.dumps(line) + "\n")
+                metrics_file.flush()
+            pbar.set_postfix(loss=f"{host['loss']:.4g}", refresh=False)
+
+    def checkpoint() -> None:
+        nonlocal last_ckpt, saved_step
+        if checkpoint_dir is None or int(state.step) == saved_step:
+            return
+        last_ckpt = save_checkpoint(checkpoint_dir, state, config=config, keep=keep_checkpoints)
+        saved_step = int(state.step)
+
+    has_state = hasattr(it, "get_state")
+    try:
+        for s in range(start, num_steps):
+            try:
+                batch = next(it)
+            except StopIteration:
+                warnings.warn(
+                    f"sdekit.train.fit: the data ran out after {s} steps; stopping early.",
+                    stacklevel=2,
+                )
+                break
+            data_state = it.get_state() if has_state else None
+            rows = _local_rows(batch, data_key)
+            global_batch = rows * jax.process_count()
+            if batch_size is not None and global_batch != batch_size:
+                raise ValueError(
+                    f"argument `batch_size`: got {batch_size}, but the data gives a global batch "
+                    "of "
+                    f"{global_batch} ({rows} rows x {jax.process_count()} processes)."
+                )
+            per_device_batch_size(global_batch, mesh)
+            gbatch = make_global_batch(batch, mesh)
+            new_state, metrics = step_fn(dataclasses.replace(state, data_state=None), gbatch)
+            if pending is not None:
+                process(pending)  # the previous step's metrics: overlaps host work with this step
+                pending = None
+            state = dataclasses.replace(new_state, data_state=data_state)
+            pending = (s, metrics)
+            pbar.update(1)
+            n = s + 1
+            ckpt_due = checkpoint_every is not None and n % checkpoint_every == 0
+            sample_due = sample_every is not None and n % sample_every == 0
+            if ckpt_due or sample_due or callback is not None:
+                process(pending)
+                pending = None
+            if ckpt_due:
+                checkpoint()
+            if sample_due and main:
+                images = sample_fn(sample_key, state.ema_model())
+                save_image_grid(
+                    np.asarray(jax.device_get(images)),
+                    pathlib.Path(sample_dir) / f"samples_{n:09d}.png",
+                )
+            if callback is not None:
+                callback(state, metrics)
+        if pending is not None:
+            process(pending)
+            pending = None
+        checkpoint()
+    except KeyboardInterrupt:
+        if pending is not None:
+            process(pending)  # raises NonFiniteError instead of saving a bad state
+            pending = None
+        checkpoint()
+        if last_ckpt is not None and progress:
+            tqdm.write(
+                f"sdekit.train.fit: interrupted at step {int(state.step)}; checkpoint {last_ckpt}"
+            )
+        raise
+    finally:
+        pbar.close()
+        if metrics_file is not None:
+            metrics_file.close()
+    return state
