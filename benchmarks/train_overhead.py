@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import resource
 import time
 
 import equinox as eqx
@@ -132,6 +133,8 @@ def bench(name: str, batch: int, steps: int, fit_loop: bool) -> dict:
         "img_s": batch / full,
         "compile_s": compile_bare + compile_step,
         "fit_ms": float("nan"),
+        # process-wide peak resident memory so far (run the big net alone for its own peak)
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
     if fit_loop:
         with tempfile.TemporaryDirectory() as d:
@@ -194,7 +197,7 @@ def main(argv=None) -> None:
         print(f"# done {name}", file=sys.stderr, flush=True)
     head = (
         f"{'net':<14}{'params':>12}{'batch':>7}{'dev':>5}{'fwd+bwd ms':>12}{'step ms':>10}"
-        f"{'ratio':>8}{'img/s':>10}{'fit ms/step':>13}{'compile s':>11}"
+        f"{'ratio':>8}{'img/s':>10}{'fit ms/step':>13}{'compile s':>11}{'peak RSS GiB':>14}"
     )
     lines = [
         f"# sdekit.train overhead on {jax.devices()[0].platform.upper()} "
@@ -206,6 +209,7 @@ def main(argv=None) -> None:
         lines.append(
             f"{r['net']:<14}{r['params']:>12,}{r['batch']:>7}{r['devices']:>5}{r['bare_ms']:>12.2f}"
             f"{r['step_ms']:>10.2f}{r['ratio']:>8.2f}{r['img_s']:>10.1f}{r['fit_ms']:>13.2f}{r['compile_s']:>11.1f}"
+            f"{r['peak_rss_gib']:>14.2f}"
         )
     text = "\n".join(lines)
     print(text)

@@ -180,6 +180,15 @@ class ODE(AbstractSampler):
         return z, stats
 
 
+def _check_adaptive(method, table) -> None:
+    for name in ("rtol", "atol"):
+        if not float(getattr(method, name)) > 0:
+            raise arg_error(name, getattr(method, name), "a value > 0")
+    if int(method.max_steps) < 1:
+        raise arg_error("max_steps", method.max_steps, "an integer >= 1")
+    _solver(method.solver, table, "solver")
+
+
 def _solver(value, table, name):
     if isinstance(value, str):
         check_choice(name, value, tuple(table))
@@ -200,11 +209,7 @@ class AdaptiveODE(AbstractSampler):
     ode: ClassVar[bool] = True
 
     def __check_init__(self):
-        if not float(self.rtol) > 0:
-            raise arg_error("rtol", self.rtol, "a value > 0")
-        if not float(self.atol) > 0:
-            raise arg_error("atol", self.atol, "a value > 0")
-        _solver(self.solver, _ODE_SOLVERS, "solver")
+        _check_adaptive(self, _ODE_SOLVERS)
 
     def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
               save_trajectory: bool = False):
@@ -238,11 +243,7 @@ class AdaptiveSDE(AbstractSampler):
     ode: ClassVar[bool] = False
 
     def __check_init__(self):
-        if not float(self.rtol) > 0:
-            raise arg_error("rtol", self.rtol, "a value > 0")
-        if not float(self.atol) > 0:
-            raise arg_error("atol", self.atol, "a value > 0")
-        _solver(self.solver, _SDE_SOLVERS, "solver")
+        _check_adaptive(self, _SDE_SOLVERS)
 
     def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
               save_trajectory: bool = False):
@@ -273,12 +274,9 @@ def _adaptive_result(sol, solver, t1, save_trajectory):
     n = sol.stats["num_steps"]
     rej = sol.stats["num_rejected_steps"]
     stats = dict(nfe=_nfe(solver, n), num_steps=n, num_rejected=rej)
-    if save_trajectory:
+    if save_trajectory:  # SaveAt(steps=True): rows past the last step are padded with inf
         stats.update(ts=t1 - sol.ts[:-1], trajectory=sol.ys[:-1])
-        z = sol.ys[-1]
-    else:
-        z = sol.ys[-1]
-    return z, stats
+    return sol.ys[-1], stats
 
 
 __all__ = ["AdaptiveODE", "AdaptiveSDE", "EulerMaruyama", "ODE"]
