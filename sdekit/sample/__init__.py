@@ -14,3 +14,20 @@ from ._solvers import (
     EulerMaruyama as EulerMaruyama,
 )
 from ._sscs import SSCS as SSCS
+from ._affine import AFFINE_GRIDS as AFFINE_GRIDS, sigma_to_time as sigma_to_time
+from ._ancestral import (
+    Ancestral as Ancestral,
+    ancestral_step as ancestral_step,
+    posterior_coefficients as posterior_coefficients,
+)
+from ._ddim import DDIM as DDIM, ddim_coefficients as ddim_coefficients, ddim_step as ddim_step
+from ._dpm_solver import DPMSolverPP as DPMSolverPP
+from ._edm import EDMSampler as EDMSampler
+from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance, drop_labels as drop_labels
+from ._likelihood import (
+    LikelihoodResult as LikelihoodResult,
+    bits_per_dim as bits_per_dim,
+    dequantize as dequantize,
+    log_likelihood as log_likelihood,
+)
+from ._pc import PC as PC

@@ -12,7 +12,12 @@ import jax.random as jr
 from .._custom_types import Key, Shape
 from .._errors import arg_error, check_choice
 from ..processes import AbstractGaussianProcess, AbstractProcess
+from ._ancestral import Ancestral
 from ._base import AbstractSampler, PredictionFn, SampleResult
+from ._ddim import DDIM
+from ._dpm_solver import DPMSolverPP
+from ._edm import EDMSampler
+from ._pc import PC
 from ._solvers import AdaptiveODE, AdaptiveSDE, EulerMaruyama, ODE
 
 #: String shorthands for methods (objects are the real interface).
@@ -25,6 +30,14 @@ METHODS: dict[str, Callable[[], AbstractSampler]] = {
     "adaptive_ode": AdaptiveODE,
     "ode_euler": lambda: ODE(solver="euler"),
     "ode_heun": lambda: ODE(solver="heun"),
+    "pc": lambda: PC(),
+    "ddim": lambda: DDIM(),
+    "ancestral": lambda: Ancestral(),
+    "ddpm": lambda: Ancestral(),
+    "edm_heun": lambda: EDMSampler(solver="heun"),
+    "edm_euler": lambda: EDMSampler(solver="euler"),
+    "dpm_solver++": lambda: DPMSolverPP(),
+    "dpmpp_2m": lambda: DPMSolverPP(),
 }
 
 DENOISE = ("auto", "none", "tweedie", "euler")
@@ -83,6 +96,8 @@ def sample(
     t_end = float(process.t0 if t_end is None else t_end)
     if not t_end < float(process.t1):
         raise arg_error("t_end", t_end, f"a time below process.t1 = {process.t1}")
+    if denoise == "auto" and getattr(sampler, "returns_x0", False):
+        denoise = "none"  # the sampler's last step already returns its x0 prediction
     if denoise == "auto":
         denoise = "tweedie" if isinstance(process, AbstractGaussianProcess) else "none"
     if denoise == "tweedie" and not isinstance(process, AbstractGaussianProcess):
