@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
-import resource
 import time
 
 import equinox as eqx

@@ -245,8 +245,14 @@ def sample_cmd(args: argparse.Namespace) -> int:
     import jax.random as jr
 
     from sdekit.sample import sample
-    from sdekit.train import init_state, latest_checkpoint, make_optimizer, read_header
-    from sdekit.train import restore_checkpoint, save_image_grid
+    from sdekit.train import (
+        init_state,
+        latest_checkpoint,
+        make_optimizer,
+        read_header,
+        restore_checkpoint,
+        save_image_grid,
+    )
 
     out = pathlib.Path(args.out)
     ckpt = pathlib.Path(args.checkpoint) if args.checkpoint else latest_checkpoint(out / "checkpoints")

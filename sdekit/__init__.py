@@ -9,25 +9,59 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import (
     data as data,
+)
+from . import (
     nets as nets,
+)
+from . import (
     objectives as objectives,
+)
+from . import (
     parameterisation as parameterisation,
+)
+from . import (
     processes as processes,
+)
+from . import (
     sample as sample,
+)
+from . import (
     train as train,
 )
 from .processes import (
     CLD as CLD,
+)
+from .processes import (
     EDM as EDM,
+)
+from .processes import (
     PSLD as PSLD,
+)
+from .processes import (
     VE as VE,
+)
+from .processes import (
     VP as VP,
+)
+from .processes import (
     AbstractAffineGaussianProcess as AbstractAffineGaussianProcess,
+)
+from .processes import (
     AbstractGaussianProcess as AbstractGaussianProcess,
+)
+from .processes import (
     AbstractLinearSDE as AbstractLinearSDE,
+)
+from .processes import (
     AbstractProcess as AbstractProcess,
+)
+from .processes import (
     LinearSDE as LinearSDE,
+)
+from .processes import (
     LogSNR as LogSNR,
+)
+from .processes import (
     SubVP as SubVP,
 )
 

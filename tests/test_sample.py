@@ -1,7 +1,6 @@
 """Gaussian oracle: sampling with the exact score recovers N(mu, Sigma) for every method."""
 
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest

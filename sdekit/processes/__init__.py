@@ -2,19 +2,42 @@
 
 from ._base import (
     AbstractAffineGaussianProcess as AbstractAffineGaussianProcess,
+)
+from ._base import (
     AbstractGaussianProcess as AbstractGaussianProcess,
+)
+from ._base import (
     AbstractProcess as AbstractProcess,
 )
-from ._gaussian import EDM as EDM, VE as VE, VP as VP, SubVP as SubVP
-from ._logsnr import LogSNR as LogSNR
+from ._gaussian import EDM as EDM
+from ._gaussian import VE as VE
+from ._gaussian import VP as VP
+from ._gaussian import SubVP as SubVP
 from ._linear_sde import (
     CLD as CLD,
+)
+from ._linear_sde import (
     PSLD as PSLD,
+)
+from ._linear_sde import (
     AbstractLinearSDE as AbstractLinearSDE,
+)
+from ._linear_sde import (
     AbstractPhaseSpaceSDE as AbstractPhaseSpaceSDE,
+)
+from ._linear_sde import (
     LinearSDE as LinearSDE,
+)
+from ._linear_sde import (
     check_stationary as check_stationary,
+)
+from ._linear_sde import (
     from_recipe as from_recipe,
+)
+from ._linear_sde import (
     recipe_matrices as recipe_matrices,
+)
+from ._linear_sde import (
     stationary_covariance as stationary_covariance,
 )
+from ._logsnr import LogSNR as LogSNR

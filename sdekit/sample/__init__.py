@@ -1,33 +1,59 @@
 """Samplers: reverse SDE and probability-flow ODE (fixed-step and adaptive) behind ``sample``."""
 
-from ._api import METHODS as METHODS, resolve_method as resolve_method, sample as sample
-from ._base import (
-    AbstractSampler as AbstractSampler,
-    PredictionFn as PredictionFn,
-    SampleResult as SampleResult,
-)
-from ._grids import time_grid as time_grid
-from ._solvers import (
-    ODE as ODE,
-    AdaptiveODE as AdaptiveODE,
-    AdaptiveSDE as AdaptiveSDE,
-    EulerMaruyama as EulerMaruyama,
-)
-from ._sscs import SSCS as SSCS
-from ._affine import AFFINE_GRIDS as AFFINE_GRIDS, sigma_to_time as sigma_to_time
+from ._affine import AFFINE_GRIDS as AFFINE_GRIDS
+from ._affine import sigma_to_time as sigma_to_time
 from ._ancestral import (
     Ancestral as Ancestral,
+)
+from ._ancestral import (
     ancestral_step as ancestral_step,
+)
+from ._ancestral import (
     posterior_coefficients as posterior_coefficients,
 )
-from ._ddim import DDIM as DDIM, ddim_coefficients as ddim_coefficients, ddim_step as ddim_step
+from ._api import METHODS as METHODS
+from ._api import resolve_method as resolve_method
+from ._api import sample as sample
+from ._base import (
+    AbstractSampler as AbstractSampler,
+)
+from ._base import (
+    PredictionFn as PredictionFn,
+)
+from ._base import (
+    SampleResult as SampleResult,
+)
+from ._ddim import DDIM as DDIM
+from ._ddim import ddim_coefficients as ddim_coefficients
+from ._ddim import ddim_step as ddim_step
 from ._dpm_solver import DPMSolverPP as DPMSolverPP
 from ._edm import EDMSampler as EDMSampler
-from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance, drop_labels as drop_labels
+from ._grids import time_grid as time_grid
+from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance
+from ._guidance import drop_labels as drop_labels
 from ._likelihood import (
     LikelihoodResult as LikelihoodResult,
+)
+from ._likelihood import (
     bits_per_dim as bits_per_dim,
+)
+from ._likelihood import (
     dequantize as dequantize,
+)
+from ._likelihood import (
     log_likelihood as log_likelihood,
 )
 from ._pc import PC as PC
+from ._solvers import (
+    ODE as ODE,
+)
+from ._solvers import (
+    AdaptiveODE as AdaptiveODE,
+)
+from ._solvers import (
+    AdaptiveSDE as AdaptiveSDE,
+)
+from ._solvers import (
+    EulerMaruyama as EulerMaruyama,
+)
+from ._sscs import SSCS as SSCS

@@ -18,7 +18,7 @@ from ._ddim import DDIM
 from ._dpm_solver import DPMSolverPP
 from ._edm import EDMSampler
 from ._pc import PC
-from ._solvers import AdaptiveODE, AdaptiveSDE, EulerMaruyama, ODE
+from ._solvers import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama
 
 #: String shorthands for methods (objects are the real interface).
 METHODS: dict[str, Callable[[], AbstractSampler]] = {
