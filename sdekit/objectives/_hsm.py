@@ -54,12 +54,8 @@ def hsm_loss(
     return jnp.mean(HSM(process).per_example(model, x0, t, eps, cond, key))
 
 
-class HSM(eqx.Module):
-    """Hybrid score matching for a linear augmented SDE (see the module docstring).
-
-    **Arguments:** `process` (an ``AbstractLinearSDE``), `time_sampler` (default
-    ``UniformTime(1e-5, process.t1)``).
-    """
+class _AugmentedLoss(eqx.Module):
+    """Fields and time sampling shared by the losses of linear augmented SDEs."""
 
     process: AbstractLinearSDE
     time_sampler: AbstractTimeSampler | None = None
@@ -71,6 +67,15 @@ class HSM(eqx.Module):
         if self.time_sampler is not None:
             return self.time_sampler
         return UniformTime(1e-5, float(self.process.t1))
+
+
+class HSM(_AugmentedLoss):
+    """Hybrid score matching for a linear augmented SDE (see the module docstring).
+
+    **Arguments:** `process` (an ``AbstractLinearSDE``), `time_sampler` (default
+    ``UniformTime(1e-5, process.t1)``).
+    """
+
 
     def per_example(
         self,
@@ -96,20 +101,10 @@ class HSM(eqx.Module):
         return jnp.mean(self.per_example(model, x0, t, eps, cond, k_drop))
 
 
-class AugmentedDSM(eqx.Module):
+class AugmentedDSM(_AugmentedLoss):
     """DSM on the augmented state with the initial auxiliary variables sampled explicitly
     (PSLD's ``dsm`` mode, with a consistent eps target; see the module docstring)."""
 
-    process: AbstractLinearSDE
-    time_sampler: AbstractTimeSampler | None = None
-
-    def __check_init__(self):
-        _check_process(self.process)
-
-    def _times(self) -> AbstractTimeSampler:
-        if self.time_sampler is not None:
-            return self.time_sampler
-        return UniformTime(1e-5, float(self.process.t1))
 
     def per_example(
         self,
