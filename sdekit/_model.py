@@ -2,7 +2,7 @@
 
 ``x`` is a batch (leading axis), ``t`` a scalar, per-example ``(N,)`` or shaped like ``x``,
 ``cond`` optional labels, and ``key`` the dropout key (dropout is active only when a key is
-given). Plain callables ``f(x, t)`` are accepted too: :func:`call_model` passes ``cond`` and
+given). Plain callables ``f(x, t)`` are accepted too: `call_model` passes ``cond`` and
 ``key`` only when they are set and the callable takes them.
 """
 

@@ -1,10 +1,10 @@
 """Score matching for linear augmented SDEs (PSLD, CLD, any ``LinearSDE``), eps-parameterised.
 
-- :class:`HSM`: hybrid score matching (Dockhorn et al. 2022; PSLD's training loss): the auxiliary
+- `HSM`: hybrid score matching (Dockhorn et al. 2022; PSLD's training loss): the auxiliary
   initial state (``m_0 ~ N(0, kappa M)``) is marginalised analytically, so
   ``z_t = Phi(t) [x_0, 0] + C_t eps`` with ``C_t`` the factor of the HSM kernel covariance, and
   the loss is ``E_{t, x0, eps} mean |eps_theta(z_t, t) - eps|^2`` over the predicted components.
-- :class:`AugmentedDSM`: plain DSM on the augmented state: ``z_0 = [x_0, m_0]`` with ``m_0``
+- `AugmentedDSM`: plain DSM on the augmented state: ``z_0 = [x_0, m_0]`` with ``m_0``
   drawn from the initial covariance and the kernel ``p(z_t | z_0)`` (no initial covariance).
   Its regression target is the conditional score written in the *process's* eps units,
   ``eps* = -C_t^T grad log p(z_t | z_0)`` with the HSM factor ``C_t``, so that a DSM-trained
@@ -13,7 +13,7 @@
 
 Both are called as ``loss(model, key, x0, cond=None) -> scalar`` with ``t ~ U(t_min, t_max)``
 per example (default ``U(1e-5, 1)``, PSLD's ``eps_train``), and expose the deterministic
-:meth:`per_example` / :func:`hsm_loss` for given ``t`` and ``eps``.
+`per_example` / `hsm_loss` for given ``t`` and ``eps``.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ class AbstractProcess(eqx.Module):
     ``x_t ~ p(x_t | x_0)``.
 
     Processes whose state carries extra variables (CLD, PSLD: ``z = concat([x, m], -1)``)
-    override :meth:`state_shape` and :meth:`data_part`; for every other process the state is the
+    override `state_shape` and `data_part`; for every other process the state is the
     data.
     """
 

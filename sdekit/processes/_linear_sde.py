@@ -71,7 +71,7 @@ def _float_dtype(*xs) -> Any:
 
 
 def _align_time(t: Array, shape: tuple) -> Array:
-    """:func:`sdekit._errors.broadcast_time` for a shape: ``t`` a scalar or aligned with the
+    """`sdekit._errors.broadcast_time` for a shape: ``t`` a scalar or aligned with the
     leading axes of ``shape``; trailing singleton axes appended."""
     if t.ndim == 0:
         return t
@@ -217,8 +217,8 @@ class AbstractLinearSDE(AbstractGaussianProcess):
     """``dz = beta(t) F z dt + sqrt(beta(t)) G dW`` on ``k`` stacked components (see module doc).
 
     ``beta(t) = beta_min + t (beta_max - beta_min)``. Subclasses give the matrices
-    (:meth:`drift_matrix`, :meth:`diffusion_matrix`, :meth:`initial_covariance`,
-    :meth:`stationary_cov`) and the kernel pieces ``Phi(b)`` and ``Q(b)`` as functions of the
+    (`drift_matrix`, `diffusion_matrix`, `initial_covariance`,
+    `stationary_cov`) and the kernel pieces ``Phi(b)`` and ``Q(b)`` as functions of the
     integrated time ``b``. Networks predict ``eps`` for the components in :attr:`predicted`
     (all of them by default; PSLD's ``score_m`` / ``score_x`` modes predict one), and the
     score of the other components is taken as 0.
@@ -358,7 +358,7 @@ class AbstractLinearSDE(AbstractGaussianProcess):
         return cov + self.numerical_eps * jnp.eye(self.k, dtype=b.dtype)
 
     def kernel_factor(self, t: Time, initial_covariance: Any = None) -> Array:
-        """Triangular factor ``C_t`` (``decomp_mode``) of :meth:`kernel_covariance`."""
+        """Triangular factor ``C_t`` (``decomp_mode``) of `kernel_covariance`."""
         return _tri_factor(self.kernel_covariance(t, initial_covariance), self.decomp_mode)
 
     def marginal(self, x0: Data, t: Time) -> tuple[Data, Array]:
@@ -641,11 +641,11 @@ def recipe_matrices(D: Any, Q: Any, precision: Any) -> tuple[np.ndarray, np.ndar
 def from_recipe(
     D: Any, Q: Any, precision: Any, *, beta_min: float = 1.0, beta_max: float = 1.0, **kwargs: Any
 ) -> LinearSDE:
-    """Build a :class:`LinearSDE` from the complete recipe (Ma, Chen & Fox 2015):
+    """Build a `LinearSDE` from the complete recipe (Ma, Chen & Fox 2015):
     ``dz = beta(t) [-(D + Q) grad H(z)] dt + sqrt(2 beta(t) D) dW`` with ``H(z) = z^T A z / 2``
     (``A = precision``), ``D`` positive semidefinite and ``Q`` skew-symmetric. Its stationary
     law (and prior) is ``N(0, A^{-1})`` (checked). Other keyword arguments go to
-    :class:`LinearSDE` (``initial_cov``, ``numerical_eps``, ``decomp_mode``, ...).
+    `LinearSDE` (``initial_cov``, ``numerical_eps``, ``decomp_mode``, ...).
 
     Raises ``ValueError`` naming ``D`` / ``Q`` / ``precision`` when ``D`` is not PSD, ``Q`` is not
     skew-symmetric or ``A`` is not positive definite, and naming ``D`` when the process does not

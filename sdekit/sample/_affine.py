@@ -3,7 +3,7 @@
 An affine process has ``x_t = alpha(t) x_0 + sigma(t) eps``. The scaled state ``x_t / alpha(t)``
 is data plus noise of level ``sigma~(t) = sigma(t) / alpha(t) = exp(-logsnr(t) / 2)``, which is
 how EDM and DPM-Solver see every process. This module maps noise levels back to process times
-(:func:`sigma_to_time`: closed forms for EDM, VE, linear VP and the sigmoid log-SNR schedule,
+(`sigma_to_time`: closed forms for EDM, VE, linear VP and the sigmoid log-SNR schedule,
 a vectorised bisection on the log-SNR otherwise) and builds time grids that are uniform or
 Karras-spaced in ``sigma~`` or uniform in log-SNR.
 """
@@ -92,10 +92,10 @@ def affine_grid(
 ) -> Array:
     """``num_steps + 1`` decreasing process times from ``t_start`` to ``t_end`` (exact ends).
 
-    ``uniform``/``quadratic``/``karras`` are :func:`sdekit.sample.time_grid` (spaced in the
+    ``uniform``/``quadratic``/``karras`` are `sdekit.sample.time_grid` (spaced in the
     process's own time); ``logsnr`` is uniform in ``logsnr(t)``; ``edm`` is Karras et al.'s
     ``sigma_i = (s_max^(1/rho) + i/N (s_min^(1/rho) - s_max^(1/rho)))^rho`` on
-    ``sigma~ = sigma/alpha``, mapped back through :func:`sigma_to_time`.
+    ``sigma~ = sigma/alpha``, mapped back through `sigma_to_time`.
     """
     check_choice("grid", kind, AFFINE_GRIDS)
     check_steps(num_steps)

@@ -109,7 +109,7 @@ class Ancestral(AbstractSampler):
 
     @property
     def returns_x0(self) -> bool:
-        """Whether :meth:`solve` already returns a data prediction (no final denoising)."""
+        """Whether `solve` already returns a data prediction (no final denoising)."""
         return bool(self.final_x0)
 
     def check_process(self, process: AbstractProcess) -> None:

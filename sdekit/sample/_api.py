@@ -75,8 +75,8 @@ def sample(
     - `process`: the forward process the model was trained on.
     - `model`: a callable ``model(x, t[, cond])`` on a batch of states, ``t`` of shape ``(N,)``.
     - `shape`: the *data* shape including the batch, e.g. ``(64, 32, 32, 3)``.
-    - `method`: a sampler object (:class:`EulerMaruyama`, :class:`ODE`, :class:`AdaptiveODE`,
-      :class:`AdaptiveSDE`, ...) or a shorthand string from ``METHODS``.
+    - `method`: a sampler object (`EulerMaruyama`, `ODE`, `AdaptiveODE`,
+      `AdaptiveSDE`, ...) or a shorthand string from ``METHODS``.
     - `prediction`: what the model outputs: ``eps``, ``x0``, ``score``, ``v`` or ``velocity``.
     - `cond`: optional conditioning passed to the model (class labels).
     - `t_end`: where the solver stops (default ``process.t0``).
@@ -86,7 +86,7 @@ def sample(
       otherwise ``none``). Each denoising step costs one NFE.
     - `save_trajectory`: also return the states along the way.
 
-    **Returns:** a :class:`SampleResult` with the data part of the final state and the NFE.
+    **Returns:** a `SampleResult` with the data part of the final state and the NFE.
     """
     sampler = resolve_method(method)
     check_choice("denoise", denoise, DENOISE)

@@ -22,7 +22,7 @@ class PredictionFn(eqx.Module):
     ``model`` is called as ``model(x, t)`` (or ``model(x, t, cond=cond)``) with ``x`` the full
     batch of states and ``t`` a per-example time array of shape ``(N,)``; ``prediction`` is one
     of ``eps``, ``x0``, ``score``, ``v``, ``velocity``. Samplers ask for whatever they need
-    (:meth:`score`, :meth:`x0`, :meth:`eps`, ...) and the conversion is exact
+    (`score`, `x0`, `eps`, ...) and the conversion is exact
     (:mod:`sdekit.parameterisation`).
     """
 
@@ -45,8 +45,8 @@ class PredictionFn(eqx.Module):
 
     def as_(self, kind: str, x: Data, t: Any) -> Data:
         """The prediction converted to ``kind``."""
-        return convert(self.process, self.raw(x, t), x, _per_example(t, x), source=self.prediction,
-                       target=kind)
+        t = jnp.asarray(t, dtype=x.dtype)
+        return convert(self.process, self.raw(x, t), x, t, source=self.prediction, target=kind)
 
     def score(self, x: Data, t: Any) -> Data:
         return self.as_("score", x, t)
@@ -65,14 +65,9 @@ class PredictionFn(eqx.Module):
         *reverse* time ``tau = t1 - t``: ``-f + g^2 s`` or ``-f + g^2 s / 2``."""
         p = self.process
         s = self.score(x, t)
-        tb = _per_example(t, x)
-        g = p.diffusion(tb, x)
-        return -p.drift(tb, x) + (0.5 if ode else 1.0) * g**2 * s
-
-
-def _per_example(t: Any, x: Data) -> Array:
-    t = jnp.asarray(t, dtype=x.dtype)
-    return t
+        t = jnp.asarray(t, dtype=x.dtype)
+        g = p.diffusion(t, x)
+        return -p.drift(t, x) + (0.5 if ode else 1.0) * g**2 * s
 
 
 class SampleResult(eqx.Module):
@@ -94,10 +89,10 @@ class SampleResult(eqx.Module):
 
 
 class AbstractSampler(eqx.Module):
-    """A sampling method. Subclasses implement :meth:`solve` on a prior state ``z1``.
+    """A sampling method. Subclasses implement `solve` on a prior state ``z1``.
 
     ``solve`` integrates from ``process.t1`` down to ``t_end`` and returns the final state with
-    its statistics; :func:`sdekit.sample.sample` draws the prior, applies the final denoising
+    its statistics; `sdekit.sample.sample` draws the prior, applies the final denoising
     step and extracts the data part.
     """
 

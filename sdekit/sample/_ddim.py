@@ -90,7 +90,7 @@ class DDIM(AbstractSampler):
     """Denoising Diffusion Implicit Models (Song et al. 2021) on a fixed grid, any affine process.
 
     Each step predicts ``x0`` (optionally clipped to ``[-clip_x0, clip_x0]``) and applies
-    :func:`ddim_step`. With ``final_x0=True`` (VDPM's and DDIM's rule) the last step returns the
+    `ddim_step`. With ``final_x0=True`` (VDPM's and DDIM's rule) the last step returns the
     (clipped) ``x0`` prediction itself, so ``sample`` adds no denoising step; otherwise it steps to
     ``t_end``. ``grid``: ``uniform``, ``quadratic``, ``karras`` (in process time), ``logsnr``
     or ``edm`` (Karras spacing of ``sigma/alpha``; use it or ``karras`` for the EDM process).
@@ -112,7 +112,7 @@ class DDIM(AbstractSampler):
 
     @property
     def returns_x0(self) -> bool:
-        """Whether :meth:`solve` already returns a data prediction (no final denoising)."""
+        """Whether `solve` already returns a data prediction (no final denoising)."""
         return bool(self.final_x0)
 
     def check_process(self, process: AbstractProcess) -> None:

@@ -8,7 +8,7 @@ The samplers work on the scaled state ``x~ = x / alpha(t)``, whose noise level i
 prediction at ``x = alpha(t) x~``. The noise levels follow Karras's rho-grid (eq. 5)
 ``sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho``, ``i < N``, between
 ``sigma~(t1)`` and ``sigma~(t_end)``, with ``sigma_N = 0``; each ``sigma_i`` is mapped back to
-a process time by :func:`sigma_to_time`.
+a process time by `sigma_to_time`.
 
 Churn (Algorithm 2): at ``S_tmin <= sigma_i <= S_tmax`` the state is first lifted to
 ``sigma^ = (1 + gamma) sigma_i``, ``gamma = min(S_churn / N, sqrt(2) - 1)``, by adding noise of

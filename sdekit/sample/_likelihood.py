@@ -15,10 +15,10 @@ defines with ``process.prior_log_prob`` at ``t1``, which equals the model's ``p_
 the mismatch between ``p_{t1}`` and the prior.
 
 Bits per dimension for 8-bit images: data ``u in {0..255}`` are dequantised to
-``x = 2 (u + U) / 256 - 1``, ``U ~ U[0, 1)^D`` (:func:`dequantize`). The density of
+``x = 2 (u + U) / 256 - 1``, ``U ~ U[0, 1)^D`` (`dequantize`). The density of
 ``y = u + U`` is ``p_x(x) (2/256)^D``, so ``log P(u) >= E[log p_x(x)] - D log 128`` and
 ``bpd = -(log p_x(x) - D log 128) / (D log 2) = -log p_x / (D log 2) + 7``
-(:func:`bits_per_dim` with ``num_bits=8``).
+(`bits_per_dim` with ``num_bits=8``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PROBES: tuple[str, ...] = ("rademacher", "gaussian")
 
 
 class LikelihoodResult(eqx.Module):
-    """What :func:`log_likelihood` returns.
+    """What `log_likelihood` returns.
 
     **Fields:** ``log_prob`` (nats per example, ``(N,)``), ``prior_log_prob`` (the prior term),
     ``delta`` (the integrated divergence), ``latent`` (``x`` at ``t1``), ``nfe`` (vector-field
@@ -85,12 +85,12 @@ def log_likelihood(
     """Log-density of data ``x`` (batch first) under the probability-flow ODE of ``model``.
 
     **Arguments:** ``key`` (for Hutchinson probes); ``process``; ``model`` and ``prediction`` (as
-    in :func:`sdekit.sample.sample`); ``cond``; ``divergence``: ``exact`` or ``hutchinson``;
+    in `sdekit.sample.sample`); ``cond``; ``divergence``: ``exact`` or ``hutchinson``;
     ``probe``: ``rademacher`` or ``gaussian``; ``n_probes`` per example (averaged);
     ``rtol``/``atol``/``solver`` (``tsit5``, ``dopri5``, ``dopri8``, ``bosh3``, ``heun`` or a
     diffrax solver); ``t_start`` (default ``process.t0``) and ``t_end`` (default ``process.t1``).
 
-    **Returns:** a :class:`LikelihoodResult`; ``log_prob`` is in nats per example.
+    **Returns:** a `LikelihoodResult`; ``log_prob`` is in nats per example.
     """
     check_choice("divergence", divergence, DIVERGENCES)
     check_choice("probe", probe, PROBES)
@@ -173,7 +173,7 @@ def bits_per_dim(log_prob: Any, dims: int, *, num_bits: int | None = None) -> Ar
     """Bits per dimension from a log-density in nats over ``dims`` dimensions.
 
     ``num_bits=None``: ``-log_prob / (dims log 2)`` (the density's own units). ``num_bits=b``:
-    ``log_prob`` is the density of :func:`dequantize`-d data in ``[-1, 1]``; the Jacobian of
+    ``log_prob`` is the density of `dequantize`-d data in ``[-1, 1]``; the Jacobian of
     ``x = 2 y / 2^b - 1`` adds ``dims log(2^(b-1))`` nats, i.e. ``b - 1`` bits per dimension
     (7 for 8-bit images), giving the bound on the discrete data's bits per dimension.
     """

@@ -3,12 +3,12 @@
 All methods integrate in reverse time ``tau = t1 - t`` from ``tau = 0`` (the prior) to
 ``tau = t1 - t_end``; the network is always evaluated at the forward time ``t``.
 
-- :class:`EulerMaruyama`: reverse SDE, Euler–Maruyama on a fixed grid (Song et al. 2021;
+- `EulerMaruyama`: reverse SDE, Euler–Maruyama on a fixed grid (Song et al. 2021;
   PSLD's ``em_sde``).
-- :class:`AdaptiveSDE`: reverse SDE with a diffrax stochastic solver, ``PIDController`` and a
+- `AdaptiveSDE`: reverse SDE with a diffrax stochastic solver, ``PIDController`` and a
   ``VirtualBrownianTree``.
-- :class:`ODE`: probability-flow ODE with Euler or Heun on a fixed grid.
-- :class:`AdaptiveODE`: probability-flow ODE with Tsit5 / Dopri5 (or any diffrax solver) and
+- `ODE`: probability-flow ODE with Euler or Heun on a fixed grid.
+- `AdaptiveODE`: probability-flow ODE with Tsit5 / Dopri5 (or any diffrax solver) and
   ``PIDController(rtol, atol)``.
 
 Fixed-step methods run on a plain ``lax.scan`` loop by default and on diffrax's

@@ -37,7 +37,7 @@ from ._grids import GRIDS, time_grid
 
 
 class SSCS(AbstractSampler):
-    """Symmetric splitting sampler for :class:`~sdekit.processes.AbstractLinearSDE` processes
+    """Symmetric splitting sampler for `sdekit.processes.AbstractLinearSDE` processes
     (PSLD, CLD, ``LinearSDE``) on a fixed ``uniform`` or ``quadratic`` grid."""
 
     num_steps: int = 1000
