@@ -23,7 +23,7 @@ import jax.random as jr  # noqa: E402
 import numpy as np  # noqa: E402
 
 import sdekit as sk  # noqa: E402
-from sdekit.sample import (  # noqa: E402
+from sdekit.sampling import (  # noqa: E402
     DDIM,
     PC,
     AdaptiveODE,

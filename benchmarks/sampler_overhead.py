@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 import sdekit as sk
-from sdekit.sample import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama, sample
+from sdekit.sampling import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama, sample
 
 
 class MLP(eqx.Module):

@@ -169,7 +169,7 @@ def _network(cfg: dict, process, key):
 
 
 def _sampler(method: str, steps: int, grid: str, tol: float):
-    from sdekit.sample import SSCS, AdaptiveODE, EulerMaruyama
+    from sdekit.sampling import SSCS, AdaptiveODE, EulerMaruyama
 
     if method == "em":
         return EulerMaruyama(max(steps - 1, 1), grid=grid), "euler"
@@ -188,7 +188,7 @@ def train(args: argparse.Namespace) -> int:
 
     from sdekit.data import CIFAR10, make_pipeline
     from sdekit.objectives import HSM, UniformTime
-    from sdekit.sample import sample
+    from sdekit.sampling import sample
     from sdekit.train import fit, make_optimizer, maybe_initialize_distributed
 
     maybe_initialize_distributed()
@@ -244,7 +244,7 @@ def sample_cmd(args: argparse.Namespace) -> int:
     import jax
     import jax.random as jr
 
-    from sdekit.sample import sample
+    from sdekit.sampling import sample
     from sdekit.train import (
         init_state,
         latest_checkpoint,

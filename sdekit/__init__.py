@@ -1,7 +1,7 @@
 """sdekit: continuous-time diffusion generative models in JAX.
 
 Processes are re-exported here; the subpackages are ``sdekit.processes``,
-``sdekit.parameterisation``, ``sdekit.objectives``, ``sdekit.sample``, ``sdekit.nets``,
+``sdekit.parameterisation``, ``sdekit.objectives``, ``sdekit.sampling``, ``sdekit.nets``,
 ``sdekit.train`` and ``sdekit.data``.
 """
 
@@ -23,7 +23,7 @@ from . import (
     processes as processes,
 )
 from . import (
-    sample as sample,
+    sampling as sampling,
 )
 from . import (
     train as train,
@@ -64,6 +64,8 @@ from .processes import (
 from .processes import (
     SubVP as SubVP,
 )
+from .sampling import log_likelihood as log_likelihood
+from .sampling import sample as sample
 
 try:
     __version__ = version("sdekit")

@@ -37,3 +37,11 @@ def test_abstract_classes_are_not_instantiable():
                 sdekit.AbstractAffineGaussianProcess]:
         with pytest.raises(TypeError):
             cls()
+
+
+def test_sample_function_and_subpackage_have_distinct_names():
+    import sdekit as sk
+
+    assert callable(sk.sample)
+    assert sk.sample is sk.sampling.sample
+    assert sk.log_likelihood is sk.sampling.log_likelihood

@@ -8,7 +8,7 @@ import pytest
 
 import sdekit as sk
 from sdekit.parameterisation import convert
-from sdekit.sample import ClassifierFreeGuidance, DPMSolverPP, EDMSampler, drop_labels, sample
+from sdekit.sampling import ClassifierFreeGuidance, DPMSolverPP, EDMSampler, drop_labels, sample
 from tests.helpers import make_gaussian
 from tests.test_samplers import fast_eps
 

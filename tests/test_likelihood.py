@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import sdekit as sk
-from sdekit.sample import bits_per_dim, dequantize, log_likelihood
+from sdekit.sampling import bits_per_dim, dequantize, log_likelihood
 from tests.helpers import make_gaussian
 from tests.test_samplers import fast_eps
 

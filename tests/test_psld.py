@@ -14,7 +14,7 @@ import sdekit
 from sdekit.objectives._hsm import HSM, AugmentedDSM, hsm_loss
 from sdekit.processes import CLD, PSLD, LinearSDE, check_stationary, from_recipe
 from sdekit.processes._linear_sde import _apply
-from sdekit.sample import SSCS, AdaptiveODE, EulerMaruyama, PredictionFn, sample, time_grid
+from sdekit.sampling import SSCS, AdaptiveODE, EulerMaruyama, PredictionFn, sample, time_grid
 
 SETS = ("cifar10_sota", "cifar10_gamma0.02")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sdekit as sk
-from sdekit.sample import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama, sample, time_grid
+from sdekit.sampling import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama, sample, time_grid
 from tests.helpers import cov_error, make_gaussian, oracle_eps, oracle_score
 
 MU, COV = make_gaussian(8)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sdekit as sk
-from sdekit.sample import (
+from sdekit.sampling import (
     DDIM,
     ODE,
     PC,

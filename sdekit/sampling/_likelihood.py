@@ -85,7 +85,7 @@ def log_likelihood(
     """Log-density of data ``x`` (batch first) under the probability-flow ODE of ``model``.
 
     **Arguments:** ``key`` (for Hutchinson probes); ``process``; ``model`` and ``prediction`` (as
-    in `sdekit.sample.sample`); ``cond``; ``divergence``: ``exact`` or ``hutchinson``;
+    in `sdekit.sampling`); ``cond``; ``divergence``: ``exact`` or ``hutchinson``;
     ``probe``: ``rademacher`` or ``gaussian``; ``n_probes`` per example (averaged);
     ``rtol``/``atol``/``solver`` (``tsit5``, ``dopri5``, ``dopri8``, ``bosh3``, ``heun`` or a
     diffrax solver); ``t_start`` (default ``process.t0``) and ``t_end`` (default ``process.t1``).

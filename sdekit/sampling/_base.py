@@ -92,7 +92,7 @@ class AbstractSampler(eqx.Module):
     """A sampling method. Subclasses implement `solve` on a prior state ``z1``.
 
     ``solve`` integrates from ``process.t1`` down to ``t_end`` and returns the final state with
-    its statistics; `sdekit.sample.sample` draws the prior, applies the final denoising
+    its statistics; `sdekit.sampling` draws the prior, applies the final denoising
     step and extracts the data part.
     """
 

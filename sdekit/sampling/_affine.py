@@ -92,7 +92,7 @@ def affine_grid(
 ) -> Array:
     """``num_steps + 1`` decreasing process times from ``t_start`` to ``t_end`` (exact ends).
 
-    ``uniform``/``quadratic``/``karras`` are `sdekit.sample.time_grid` (spaced in the
+    ``uniform``/``quadratic``/``karras`` are `sdekit.sampling.time_grid` (spaced in the
     process's own time); ``logsnr`` is uniform in ``logsnr(t)``; ``edm`` is Karras et al.'s
     ``sigma_i = (s_max^(1/rho) + i/N (s_min^(1/rho) - s_max^(1/rho)))^rho`` on
     ``sigma~ = sigma/alpha``, mapped back through `sigma_to_time`.
