@@ -6,7 +6,7 @@ import pytest
 
 import sdekit
 
-SUBPACKAGES = ["processes", "parameterisation", "objectives", "sample", "nets", "train", "data"]
+SUBPACKAGES = ["processes", "parameterisation", "objectives", "sampling", "nets", "train", "data"]
 
 
 def _public(modname):
