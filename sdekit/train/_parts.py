@@ -196,9 +196,9 @@ class Checkpointer:
         ):
             raise ValueError(f"argument `keep`: got {keep!r}, expected None or an int >= 1.")
         if config is not None:
-            try:
-                json.dumps(config)
-            except TypeError as e:
+            try:  # as stored: tuples become lists, so a resumed run compares equal
+                config = json.loads(json.dumps(config))
+            except (TypeError, ValueError) as e:
                 raise ValueError(f"argument `config`: not JSON-serialisable ({e}).") from e
         self.directory = pathlib.Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
