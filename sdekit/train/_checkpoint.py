@@ -109,6 +109,64 @@ def _to_host(x: Any) -> Any:
     return x
 
 
+def _is_sharded(x: Any) -> bool:
+    return isinstance(x, jax.Array) and not x.is_fully_replicated and x.ndim > 0
+
+
+def _index_bounds(index: tuple, shape: tuple) -> list[list[int]]:
+    return [list(sl.indices(n)[:2]) for sl, n in zip(index, shape, strict=True)]
+
+
+def _split_shards(tree: Any) -> tuple[Any, list[dict], list[bytes]]:
+    """Replace every sharded array leaf by an empty placeholder and collect this process's
+    unique shards (``replica_id == 0``) as raw bytes: nothing is gathered across devices or
+    hosts. Returns ``(tree, shard_table, blobs)``."""
+    leaves, treedef = jax.tree.flatten(tree)
+    table, blobs = [], []
+    for i, x in enumerate(leaves):
+        if not _is_sharded(x):
+            continue
+        pieces = []
+        for shard in x.addressable_shards:
+            if shard.replica_id != 0:
+                continue
+            data = np.ascontiguousarray(np.asarray(shard.data))
+            pieces.append({"index": _index_bounds(shard.index, x.shape), "nbytes": data.nbytes})
+            blobs.append(data.tobytes())
+        table.append({"leaf": i, "shape": list(x.shape), "dtype": str(x.dtype), "pieces": pieces})
+        leaves[i] = np.zeros((0,), x.dtype)
+    return jax.tree.unflatten(treedef, leaves), table, blobs
+
+
+def _assemble(entry: dict, pieces: list[tuple[list[list[int]], np.ndarray]], like: Any) -> Any:
+    """A sharded leaf rebuilt from its pieces, placed like ``like`` (read per device shard: each
+    device gets only the region it holds)."""
+    shape, dtype = tuple(entry["shape"]), np.dtype(entry["dtype"])
+
+    def region(index: tuple) -> np.ndarray:
+        bounds = [sl.indices(n)[:2] for sl, n in zip(index, shape, strict=True)]
+        out = np.empty([b - a for a, b in bounds], dtype)
+        filled = 0
+        for pb, arr in pieces:
+            lo = [max(a, p0) for (a, _), (p0, _) in zip(bounds, pb, strict=True)]
+            hi = [min(b, p1) for (_, b), (_, p1) in zip(bounds, pb, strict=True)]
+            if any(h <= low for low, h in zip(lo, hi, strict=True)):
+                continue
+            dst = tuple(slice(low - a, h - a)
+                        for low, h, (a, _) in zip(lo, hi, bounds, strict=True))
+            src = tuple(slice(low - p0, h - p0) for low, h, (p0, _) in zip(lo, hi, pb, strict=True))
+            out[dst] = arr[src]
+            filled += int(np.prod([h - low for low, h in zip(lo, hi, strict=True)]))
+        if filled < out.size:
+            raise ValueError(f"the stored shards of a {shape} array do not cover {bounds}")
+        return out
+
+    sharding = getattr(like, "sharding", None)
+    if isinstance(like, jax.Array) and tuple(like.shape) == shape and sharding is not None:
+        return jax.make_array_from_callback(shape, sharding, region)
+    return region(tuple(slice(0, n) for n in shape))
+
+
 def _serialisable(state: TrainState) -> tuple:
     # a tuple keeps this order on disk: the model first, so the weights can be read alone
     return (state.model, state.ema, state.step, jr.key_data(state.key), state.opt_state)
@@ -171,9 +229,18 @@ def save_checkpoint(
         raise ValueError(f"argument `directory`: {str(d)!r} exists and is not a directory.")
     step = int(state.step)
     path = d / _checkpoint_name(step)
-    tree = jax.tree.map(_to_host, _serialisable(state))
+    tree, shards, blobs = _split_shards(_serialisable(state))
+    tree = jax.tree.map(_to_host, tree)
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, tree)
+    tree_bytes = buf.tell()
+    offset = tree_bytes
+    for entry in shards:
+        for piece in entry["pieces"]:
+            piece["offset"] = offset
+            offset += piece["nbytes"]
+    for blob in blobs:
+        buf.write(blob)
     payload = buf.getbuffer()
     header = {
         "format": FORMAT,
@@ -186,6 +253,9 @@ def save_checkpoint(
         "run": run,
         "nbytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
+        "process": jax.process_index(),
+        "process_count": jax.process_count(),
+        "shards": shards,
     }
     try:
         header_line = json.dumps(header)
@@ -193,9 +263,36 @@ def save_checkpoint(
         raise ValueError(
             f"argument `config` / `run` / `state.data_state`: not JSON-serialisable ({e})."
         ) from e
-    if jax.process_index() != 0:
+    proc = jax.process_index()
+    if proc != 0 and not shards:
         return path
+    target = path if proc == 0 else _sidecar(path, proc)
+    if proc != 0:  # only the shards this process holds; process 0 writes everything else
+        header.update(config=None, data_state=None)
+        header_line = json.dumps(header)
     d.mkdir(parents=True, exist_ok=True)
+    _write_file(target, header_line, payload)
+    if jax.process_count() > 1 and any(e["pieces"] for e in shards):
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"sdekit checkpoint {path.name}")
+    if proc != 0:
+        return path
+    if keep is not None:
+        for old in list_checkpoints(d)[:-keep]:
+            if old != path:
+                old.unlink(missing_ok=True)
+                for side in d.glob(old.name + ".p*"):
+                    side.unlink(missing_ok=True)
+    return path
+
+
+def _sidecar(path: pathlib.Path, process: int) -> pathlib.Path:
+    return path.with_name(f"{path.name}.p{process}")
+
+
+def _write_file(path: pathlib.Path, header_line: str, payload: Any) -> None:
+    d = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
     try:
         try:
@@ -225,11 +322,6 @@ def save_checkpoint(
             os.close(dir_fd)
     except OSError:
         pass
-    if keep is not None:
-        for old in list_checkpoints(d)[:-keep]:
-            if old != path:
-                old.unlink(missing_ok=True)
-    return path
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -274,6 +366,44 @@ def verify_checkpoint(path: str | os.PathLike) -> dict:
     return header
 
 
+def _deserialise(path: pathlib.Path, header: dict, stream: io.BytesIO, like: Any) -> Any:
+    """The stored tree in the structure of ``like``, with sharded leaves rebuilt from their
+    pieces (of this file and of the other processes' ``<name>.p<k>`` files)."""
+    leaves, treedef = jax.tree.flatten(like)
+    # ``like`` may be a prefix of the stored tree (load_model reads only the weights)
+    shards = [e for e in header.get("shards") or [] if e["leaf"] < len(leaves)]
+    if not shards:
+        return eqx.tree_deserialise_leaves(stream, like)
+    targets = {}
+    for e in shards:
+        targets[e["leaf"]] = leaves[e["leaf"]]
+        leaves[e["leaf"]] = np.zeros((0,), np.dtype(e["dtype"]))
+    tree = eqx.tree_deserialise_leaves(stream, jax.tree.unflatten(treedef, leaves))
+    pieces: dict[int, list] = {e["leaf"]: [] for e in shards}
+
+    def collect(table: list, raw: memoryview) -> None:
+        for e in table:
+            if e["leaf"] not in pieces:
+                continue
+            dtype = np.dtype(e["dtype"])
+            for pc in e["pieces"]:
+                shape = [b - a for a, b in pc["index"]]
+                buf = raw[pc["offset"] : pc["offset"] + pc["nbytes"]]
+                pieces[e["leaf"]].append((pc["index"], np.frombuffer(buf, dtype).reshape(shape)))
+
+    collect(shards, stream.getbuffer())
+    for proc in range(1, int(header.get("process_count", 1))):
+        side = _sidecar(path, proc)
+        if not side.is_file():
+            continue  # that process held no unique shard
+        side_header = read_header(side)
+        collect(side_header.get("shards") or [], _verified_payload(side, side_header).getbuffer())
+    out, treedef = jax.tree.flatten(tree)
+    for e in shards:
+        out[e["leaf"]] = _assemble(e, pieces[e["leaf"]], targets[e["leaf"]])
+    return jax.tree.unflatten(treedef, out)
+
+
 def restore_checkpoint(path: str | os.PathLike, like_state: TrainState) -> TrainState:
     """Load a checkpoint into the structure of ``like_state``.
 
@@ -304,7 +434,9 @@ def restore_checkpoint(path: str | os.PathLike, like_state: TrainState) -> Train
     v1 = header.get("version", 1) < 2
     like = _serialisable_v1(like_state) if v1 else _serialisable(like_state)
     try:
-        tree = eqx.tree_deserialise_leaves(stream, like)
+        tree = _deserialise(path, header, stream, like)
+    except CheckpointError:
+        raise
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise ValueError(
             f"checkpoint {path} does not match the structure of `like_state` (different model, "

@@ -11,6 +11,7 @@ import jax.random as jr
 
 from ._checkpoint import (
     CheckpointError,
+    _deserialise,
     _verified_payload,
     latest_checkpoint,
     read_header,
@@ -72,8 +73,9 @@ def load_model(
             )
         from ..nets import named_net
 
-        like = eqx.filter_jit(lambda k: named_net(cfg["net"], key=k, **cfg.get("kwargs", {})))(
-            jr.key(0)
+        # shapes only (no initialisation, nothing compiled): the values come from the file
+        like = eqx.filter_eval_shape(
+            lambda k: named_net(cfg["net"], key=k, **cfg.get("kwargs", {})), jr.key(0)
         )
     decays = list(header.get("ema_decays", []))
     if ema is False or not decays:
@@ -92,7 +94,8 @@ def load_model(
     if header.get("version", 1) < 2:
         raise CheckpointError(path, "format version 1: load it with restore_checkpoint")
     try:
-        model, ema_models = eqx.tree_deserialise_leaves(stream, (like, (like,) * len(decays)))
+        # the file starts with (model, ema, ...): reading this prefix reads only the weights
+        model, ema_models = _deserialise(path, header, stream, (like, (like,) * len(decays)))
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise ValueError(
             f"checkpoint {path} does not match the network `like` / its stored config: {e}"
