@@ -301,6 +301,13 @@ def test_fit_argument_errors(tmp_path):
             key=jr.key(0),
             checkpoint_every=2,
         )
+    kw = dict(optimizer=optax.sgd(0.1), num_steps=1, key=jr.key(0), progress=False)
+    with pytest.raises(ValueError, match="`keep_checkpoints`: got 0"):
+        st.fit(LinearDSM(), m, batches(), checkpoint_dir=tmp_path, keep_checkpoints=0, **kw)
+    with pytest.raises(ValueError, match="`checkpoint_dir`: .* is not a directory"):
+        st.fit(LinearDSM(), m, batches(), checkpoint_dir=__file__, **kw)
+    with pytest.raises(ValueError, match="`config`: not JSON"):
+        st.fit(LinearDSM(), m, batches(), config={"f": object()}, **kw)
     with pytest.raises(ValueError, match="`key`"):
         st.init_state(m, optax.sgd(0.1), key=3)
     with pytest.raises(ValueError, match="`ema_decays`"):
@@ -359,6 +366,8 @@ def test_save_image_grid_formats(tmp_path):
         st.save_image_grid(np.zeros((4, 4, 4, 6)), tmp_path / "bad.png")
     with pytest.raises(ValueError, match="`images`"):
         st.save_image_grid(np.zeros((4, 3)), tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="`nrow`: got 0"):
+        st.image_grid(np.zeros((4, 4, 4, 3)), nrow=0)
 
 
 # ------------------------------------------- the parts of fit; checkpoint integrity and resume

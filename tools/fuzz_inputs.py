@@ -143,15 +143,16 @@ def cases():
     add("Checkpointer(every=0)", "every", lambda: st.Checkpointer(tempfile.mkdtemp(), every=0))
     add("Checkpointer(directory=file)", "directory", lambda: st.Checkpointer(__file__))
     add("MetricsLogger(every=0)", "every", lambda: st.MetricsLogger(None, every=0))
+    like = st.init_state({"w": jnp.zeros(2)}, st.make_optimizer(), key=jr.key(0))
     add("restore_checkpoint(missing)", "path",
-        lambda: st.restore_checkpoint("/nonexistent/ckpt_000000001.eqx", None))
+        lambda: st.restore_checkpoint("/nonexistent/ckpt_000000001.eqx", like))
     add("load_model(missing dir)", "path", lambda: st.load_model(tempfile.mkdtemp()))
     add("make_schedule(lr=inf)", "lr", lambda: st.make_schedule(INF))
     add("per_device_batch_size(0)", "batch_size",
         lambda: st.per_device_batch_size(0, st.make_mesh()))
     add("make_mesh([])", "devices", lambda: st.make_mesh([]))
     # data
-    imgs = np.zeros((16, 4, 4, 3), np.uint8)
+    imgs = np.random.default_rng(0).integers(0, 256, (16, 4, 4, 3), dtype=np.uint8)
     for kw in [dict(batch_size=0), dict(batch_size=-8), dict(batch_size="8"),
                dict(batch_size=2.5), dict(augment="C8"), dict(value_range="[0,255]"),
                dict(num_epochs=0), dict(seed="a"), dict(input_range=(1, 0)),
@@ -215,7 +216,8 @@ def _cli(argv):
     except SystemExit as e:
         if e.code in (0, None):
             return None
-        raise RuntimeError(f"{e.code if isinstance(e.code, str) else ''} {err.getvalue()}") from e
+        text = e.code if isinstance(e.code, str) else err.getvalue().strip().splitlines()[-1]
+        raise RuntimeError(text) from e
     return rc
 
 
@@ -227,7 +229,7 @@ def worker(start: int) -> None:
     for i, (label, arg, fn) in enumerate(all_cases):
         if i < start:
             continue
-        print(json.dumps({"start": i}), flush=True)
+        print(json.dumps({"start": i, "label": label}), flush=True)
         try:
             res = fn()
             try:
@@ -275,6 +277,7 @@ def main() -> int:
                     total = rec["total"]
                 elif "start" in rec:
                     current, deadline = rec["start"], time.time() + a.timeout
+                    current_label = rec["label"]
                 else:
                     results.append(rec)
                     start = rec["i"] + 1
@@ -285,13 +288,13 @@ def main() -> int:
                 proc.wait()
                 if current is None:
                     raise SystemExit("the worker did not start")
-                results.append({"i": current, "label": f"case {current}", "arg": "",
+                results.append({"i": current, "label": current_label, "arg": "",
                                 "outcome": "hang", "msg": f"no answer in {a.timeout} s"})
                 start = current + 1
                 break
         proc.wait()
         if current is not None and current >= start:  # the worker died during this case
-            results.append({"i": current, "label": f"case {current}", "arg": "",
+            results.append({"i": current, "label": current_label, "arg": "",
                             "outcome": "unclear", "msg": f"worker exited ({proc.returncode})"})
             start = current + 1
     counts = {k: 0 for k in ("clear", "unclear", "silent", "hang")}

@@ -420,11 +420,11 @@ def restore_checkpoint(path: str | os.PathLike, like_state: TrainState) -> Train
         The restored state, with ``data_state`` from the checkpoint.
     """
     path = pathlib.Path(path)
+    header = read_header(path)
     if not isinstance(like_state, TrainState):
         raise ValueError(
             f"argument `like_state`: got {type(like_state).__name__}, expected a TrainState."
         )
-    header = read_header(path)
     stream = _verified_payload(path, header)
     if tuple(header["ema_decays"]) != tuple(like_state.ema_decays):
         raise ValueError(

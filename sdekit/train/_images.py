@@ -49,9 +49,11 @@ def image_grid(
     x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     x = np.round(x * 255.0).astype(np.uint8)
     n, h, w, c = x.shape
+    if nrow is not None and not (
+        isinstance(nrow, int) and not isinstance(nrow, bool) and nrow >= 1
+    ):
+        raise ValueError(f"argument `nrow`: got {nrow!r}, expected None or an int >= 1.")
     nrow = nrow or int(math.ceil(math.sqrt(n)))
-    if not (isinstance(nrow, int) and nrow >= 1):
-        raise ValueError(f"argument `nrow`: got {nrow!r}, expected an int >= 1.")
     ncol_rows = int(math.ceil(n / nrow))
     grid = np.zeros(
         (ncol_rows * (h + padding) + padding, nrow * (w + padding) + padding, c), np.uint8

@@ -4,6 +4,7 @@ parts of `_parts.py` (checkpointing, metrics, sample grids)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import pathlib
@@ -239,8 +240,20 @@ def warn_young_ema(state: TrainState, *, threshold: float = 0.01) -> None:
 
 
 def _validate(num_steps, checkpoint_every, sample_every, log_every, batch_size,
-              checkpoint_dir, sample_fn, sample_dir) -> None:
+              checkpoint_dir, sample_fn, sample_dir, keep_checkpoints, config) -> None:
     _check_int("num_steps", num_steps, 0)
+    _check_int("keep_checkpoints", keep_checkpoints, 1, allow_none=True)
+    if checkpoint_dir is not None and os.path.exists(checkpoint_dir) and not os.path.isdir(
+        checkpoint_dir
+    ):
+        raise ValueError(
+            f"argument `checkpoint_dir`: {str(checkpoint_dir)!r} exists and is not a directory."
+        )
+    if config is not None:
+        try:
+            json.dumps(config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"argument `config`: not JSON-serialisable ({e}).") from e
     _check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
     _check_int("sample_every", sample_every, 1, allow_none=True)
     _check_int("log_every", log_every, 1)
@@ -385,7 +398,7 @@ def fit(
         The final [`TrainState`][sdekit.train.TrainState].
     """
     _validate(num_steps, checkpoint_every, sample_every, log_every, batch_size, checkpoint_dir,
-              sample_fn, sample_dir)
+              sample_fn, sample_dir, keep_checkpoints, config)
     mesh = _default_mesh(mesh)
     if batch_size is not None:
         per_device_batch_size(batch_size, mesh)

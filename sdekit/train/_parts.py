@@ -54,7 +54,8 @@ __all__ = [
 HARMLESS_CONFIG_KEYS = frozenset(
     {
         "out", "steps", "num_steps", "checkpoint_every", "keep", "keep_checkpoints",
-        "sample_every", "sample_steps", "sample_method", "num_grid", "log_every", "no_progress", "progress",
+        "sample_every", "sample_steps", "sample_method",
+        "num_grid", "log_every", "no_progress", "progress",
         "data_root", "allow_config_change",
     }
 )
