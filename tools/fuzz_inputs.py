@@ -20,10 +20,11 @@ import json
 import math
 import os
 import pathlib
-import select
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -249,6 +250,13 @@ def worker(start: int) -> None:
               flush=True)
 
 
+def _pump(stream, lines: queue.Queue) -> None:
+    """Move the worker's output lines into a queue (``None`` at its end)."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per case (default 60)")
@@ -265,33 +273,37 @@ def main() -> int:
     while total is None or start < total:
         proc = subprocess.Popen([sys.executable, __file__, "--worker", str(start)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        current, deadline = None, time.time() + 300  # start-up: imports
+        current, current_label, deadline = None, "", time.time() + 300  # start-up: imports
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        reader.start()
         while True:
-            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-            if ready:
-                line = proc.stdout.readline()
-                if not line:
+            try:
+                line = lines.get(timeout=1.0)
+            except queue.Empty:
+                if time.time() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    if current is None:
+                        raise SystemExit("the worker did not start") from None
+                    results.append({"i": current, "label": current_label, "arg": "",
+                                    "outcome": "hang", "msg": f"no answer in {a.timeout} s"})
+                    start = current + 1
                     break
-                rec = json.loads(line)
-                if "total" in rec:
-                    total = rec["total"]
-                elif "start" in rec:
-                    current, deadline = rec["start"], time.time() + a.timeout
-                    current_label = rec["label"]
-                else:
-                    results.append(rec)
-                    start = rec["i"] + 1
-                    print(f"[{len(results)}/{total}] {rec['outcome']:8s} {rec['label']}",
-                          file=sys.stderr, flush=True)
-            elif time.time() > deadline:
-                proc.kill()
-                proc.wait()
-                if current is None:
-                    raise SystemExit("the worker did not start")
-                results.append({"i": current, "label": current_label, "arg": "",
-                                "outcome": "hang", "msg": f"no answer in {a.timeout} s"})
-                start = current + 1
+                continue
+            if line is None:  # the worker exited
                 break
+            rec = json.loads(line)
+            if "total" in rec:
+                total = rec["total"]
+            elif "start" in rec:
+                current, current_label = rec["start"], rec["label"]
+                deadline = time.time() + a.timeout
+            else:
+                results.append(rec)
+                start = rec["i"] + 1
+                print(f"[{len(results)}/{total}] {rec['outcome']:8s} {rec['label']}",
+                      file=sys.stderr, flush=True)
         proc.wait()
         if current is not None and current >= start:  # the worker died during this case
             results.append({"i": current, "label": current_label, "arg": "",

@@ -463,7 +463,9 @@ def fit(
             if ckpt_due:
                 ckpt.save(state)
             if sample_due:
+                pbar.set_description("train (writing a sample grid...)")
                 samples.write(n, state.ema_model())
+                pbar.set_description("train")
             if callback is not None:
                 callback(state, metrics)
         flush(pending)
