@@ -103,3 +103,11 @@ __all__ = [
     "toy_data",
     "toy_source",
 ]
+
+# structure-preserving diffusion (issue 12): group-transformed image sets
+from ._groups import GroupAugment as GroupAugment  # noqa: E402
+from ._groups import RotatedMNIST as RotatedMNIST  # noqa: E402
+from ._groups import load_rotated_mnist as load_rotated_mnist  # noqa: E402
+from ._groups import transform_once as transform_once  # noqa: E402
+
+__all__ += ["GroupAugment", "RotatedMNIST", "load_rotated_mnist", "transform_once"]
