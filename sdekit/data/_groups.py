@@ -60,6 +60,7 @@ def load_rotated_mnist(
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool = True,
+    **kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MNIST with every image rotated (C4) or rotated and flipped (D4, or any grid group) once by
     a random element, built on the fly from the official idx files
@@ -70,12 +71,12 @@ def load_rotated_mnist(
         group: the group (``"C4"`` as in the paper's benchmark; ``"D4"``, ...).
         num: keep the first ``num`` images (the paper's subsets: 600 / 3000 / 6000).
         seed: seed of the random elements.
-        root, download: as in ``load_mnist``.
+        root, download, kwargs: passed to ``load_mnist`` (e.g. ``base_url``, ``md5s``).
 
     Returns:
         ``(images, labels)``: uint8 ``(N, 28, 28, 1)`` and int32 ``(N,)``.
     """
-    images, labels = load_mnist(split, root=root, download=download)
+    images, labels = load_mnist(split, root=root, download=download, **kwargs)
     if num is not None:
         if not (isinstance(num, int) and 1 <= num <= images.shape[0]):
             raise ValueError(
@@ -90,6 +91,7 @@ class RotatedMNIST(ArraySource):
     """[`load_rotated_mnist`][sdekit.data.load_rotated_mnist] as a source (uint8 28x28x1)."""
 
     def __init__(self, split: str = "train", *, group: str = "C4", num: int | None = None,
-                 seed: int = 0, root: str | os.PathLike | None = None, download: bool = True):
+                 seed: int = 0, root: str | os.PathLike | None = None, download: bool = True,
+                 **kwargs: Any):
         super().__init__(*load_rotated_mnist(split, group=group, num=num, seed=seed, root=root,
-                                             download=download))
+                                             download=download, **kwargs))
