@@ -71,7 +71,9 @@ def load_rotated_mnist(
         group: the group (``"C4"`` as in the paper's benchmark; ``"D4"``, ...).
         num: keep the first ``num`` images (the paper's subsets: 600 / 3000 / 6000).
         seed: seed of the random elements.
-        root, download, kwargs: passed to ``load_mnist`` (e.g. ``base_url``, ``md5s``).
+        root: cache directory, as in ``load_mnist``.
+        download: download missing files, as in ``load_mnist``.
+        **kwargs: passed to ``load_mnist`` (e.g. ``base_url``, ``md5s``).
 
     Returns:
         ``(images, labels)``: uint8 ``(N, 28, 28, 1)`` and int32 ``(N,)``.
