@@ -101,6 +101,14 @@ __all__ = [
     "toy_source",
 ]
 
+# structure-preserving diffusion (issue 12): group-transformed image sets
+from ._groups import GroupAugment as GroupAugment  # noqa: E402
+from ._groups import RotatedMNIST as RotatedMNIST  # noqa: E402
+from ._groups import load_rotated_mnist as load_rotated_mnist  # noqa: E402
+from ._groups import transform_once as transform_once  # noqa: E402
+
+__all__ += ["GroupAugment", "RotatedMNIST", "load_rotated_mnist", "transform_once"]
+
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._pipeline import make_dataset as make_dataset
     from ._pipeline import make_pipeline as make_pipeline

@@ -12,3 +12,9 @@ from ._dit import DiT as DiT
 from ._unet import UNet as UNet
 from ._wrappers import SelfConditioning as SelfConditioning
 from ._wrappers import self_conditioning_forward as self_conditioning_forward
+
+# structure-preserving diffusion (issue 12): equivariant networks; importing the subpackage
+# registers its named configurations in NET_CONFIGS.
+from . import equivariant as equivariant  # noqa: E402
+from .equivariant import EquivariantUNet as EquivariantUNet  # noqa: E402
+from .equivariant import symmetrise as symmetrise  # noqa: E402

@@ -17,3 +17,8 @@ from ._time import (
 from ._time import (
     UniformTime as UniformTime,
 )
+
+# structure-preserving diffusion (issue 12)
+from ._eqv_reg import EqvReg as EqvReg  # noqa: E402
+from ._eqv_reg import ema_target as ema_target  # noqa: E402
+from ._eqv_reg import raw_output as raw_output  # noqa: E402
