@@ -13,6 +13,9 @@ from ._gaussian import EDM as EDM
 from ._gaussian import VE as VE
 from ._gaussian import VP as VP
 from ._gaussian import SubVP as SubVP
+from ._heat_kernel import fold as fold
+from ._heat_kernel import heat_kernel_log_density as heat_kernel_log_density
+from ._heat_kernel import heat_kernel_score as heat_kernel_score
 from ._linear_sde import (
     CLD as CLD,
 )
@@ -41,3 +44,7 @@ from ._linear_sde import (
     stationary_covariance as stationary_covariance,
 )
 from ._logsnr import LogSNR as LogSNR
+from ._reflected import (
+    AbstractClosedFormTransitionProcess as AbstractClosedFormTransitionProcess,
+)
+from ._reflected import ReflectedVE as ReflectedVE
