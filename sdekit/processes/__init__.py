@@ -47,4 +47,5 @@ from ._logsnr import LogSNR as LogSNR
 from ._reflected import (
     AbstractClosedFormTransitionProcess as AbstractClosedFormTransitionProcess,
 )
+from ._reflected import ReflectedMixture as ReflectedMixture
 from ._reflected import ReflectedVE as ReflectedVE

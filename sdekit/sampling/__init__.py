@@ -44,6 +44,11 @@ from ._likelihood import (
     log_likelihood as log_likelihood,
 )
 from ._pc import PC as PC
+from ._reflected import ReflectedAdaptiveSDE as ReflectedAdaptiveSDE
+from ._reflected import ReflectedODE as ReflectedODE
+from ._reflected import ReflectedPC as ReflectedPC
+from ._reflected import Reflecting as Reflecting
+from ._reflected import mollifier as mollifier
 from ._solvers import (
     ODE as ODE,
 )

@@ -1,0 +1,158 @@
+"""Sampling reflected diffusion: every iterate of every method stays in [0,1]^d; oracle tests
+with closed-form data laws (uniform; a product of small mixtures); the reference's PC step."""
+
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import sdekit as sk
+from sdekit.processes import ReflectedMixture
+from sdekit.sampling import (
+    DDIM,
+    ODE,
+    PC,
+    SSCS,
+    Ancestral,
+    DPMSolverPP,
+    EDMSampler,
+    EulerMaruyama,
+    ReflectedAdaptiveSDE,
+    ReflectedODE,
+    ReflectedPC,
+    mollifier,
+)
+from tests.conftest import load_reference
+
+P = sk.ReflectedVE()
+ATOMS = jnp.array([0.1, 0.5, 0.97])
+WEIGHTS = jnp.array([0.2, 0.5, 0.3])
+ORACLE = ReflectedMixture(P, ATOMS, WEIGHTS)
+
+DOMAIN_METHODS = {
+    "reflected_pc": ReflectedPC(num_steps=12),
+    "reflected_pc_langevin": ReflectedPC(num_steps=6, corrector="langevin", snr=0.16),
+    "reflected_pc_clip_grid": ReflectedPC(num_steps=12, projection="clip", dt="grid"),
+    "reflected_ode_adaptive": ReflectedODE(rtol=1e-2, atol=1e-2),
+    "reflected_ode_fixed_euler": ReflectedODE(num_steps=8, solver="euler", moll=None),
+    "reflected_adaptive_sde": ReflectedAdaptiveSDE(rtol=0.2, atol=0.2),
+    "euler_maruyama": EulerMaruyama(num_steps=12),
+    "ode_heun": ODE(num_steps=6),
+    "pc_no_corrector": PC(num_steps=12, n_corrector=0),
+}
+
+
+def _push_out(x, t):
+    """A (cheap) score repelling from the centre: the drift throws states across the walls."""
+    return 4.0 * (x - 0.5) / P.sigma(t)[:, None] ** 2
+
+
+_ADAPTIVE = ("reflected_adaptive_sde", "reflected_ode_adaptive")
+_CASES = [pytest.param(n, 25_000, marks=pytest.mark.slow) if n in _ADAPTIVE else (n, 25_000)
+          for n in sorted(DOMAIN_METHODS)] + [(n, 2_500) for n in _ADAPTIVE]
+
+
+@pytest.mark.parametrize(("name", "batch"), _CASES)
+def test_every_iterate_stays_in_the_unit_cube(name, batch):
+    """10^5 float32 states (10^4 for the adaptive solvers outside `-m slow`) under a score that
+    pushes every state hard into the walls."""
+    r = sk.sample(jr.key(1), P, _push_out, (batch, 4), method=DOMAIN_METHODS[name],
+                  prediction="score", save_trajectory=True)
+    traj = np.asarray(r.trajectory)
+    assert traj.dtype == np.float32
+    rows = traj[np.isfinite(traj).reshape(traj.shape[0], -1).any(axis=1)]  # adaptive: inf padding
+    assert rows.shape[0] >= 1 and np.all(np.isfinite(rows))
+    assert rows.min() >= 0.0 and rows.max() <= 1.0, (rows.min(), rows.max())
+    s = np.asarray(r.samples)
+    assert s.min() >= 0.0 and s.max() <= 1.0
+
+
+@pytest.mark.parametrize("method", [DDIM(), Ancestral(), EDMSampler(), DPMSolverPP(), SSCS()])
+def test_gaussian_only_samplers_refuse_with_a_clear_error(method):
+    with pytest.raises(TypeError, match="ReflectedVE"):
+        sk.sample(jr.key(0), P, ORACLE, (4, 2), method=method, prediction="score")
+
+
+def test_reflected_samplers_refuse_unbounded_processes():
+    for m in (ReflectedPC(), ReflectedODE(), ReflectedAdaptiveSDE()):
+        with pytest.raises(TypeError, match="bounded"):
+            sk.sample(jr.key(0), sk.VE(), lambda x, t: -x, (4, 2), method=m, prediction="score")
+    with pytest.raises(ValueError, match="projection"):
+        ReflectedPC(projection="mirror")
+    with pytest.raises(ValueError, match="dt"):
+        ReflectedPC(dt="exact")
+    with pytest.raises(ValueError, match="moll"):
+        ReflectedODE(moll=-1.0)
+
+
+def test_uniform_data_has_zero_score_and_stays_uniform():
+    uni = ReflectedMixture.uniform(P)
+    x = jr.uniform(jr.key(0), (8, 3))
+    assert np.all(np.asarray(uni(x, jnp.full((8,), 0.3))) == 0.0)
+    r = sk.sample(jr.key(2), P, uni, (20_000, 2), method=ReflectedPC(num_steps=20),
+                  prediction="score")
+    counts, _ = np.histogram(np.asarray(r.samples).ravel(), np.linspace(0, 1, 21))
+    expected = r.samples.size / 20
+    assert np.abs((counts - expected) / np.sqrt(expected)).max() < 4.5
+
+
+def _weights_z(x):
+    x = np.asarray(x)
+    idx = np.argmin(np.abs(x[..., None] - np.asarray(ATOMS)), -1).ravel()
+    freq = np.bincount(idx, minlength=3) / idx.size
+    w = np.asarray(WEIGHTS)
+    return np.abs(freq - w) / np.sqrt(w * (1 - w) / idx.size)
+
+
+@pytest.mark.parametrize("method", [ReflectedPC(num_steps=200), ReflectedODE(rtol=1e-3, atol=1e-3)],
+                         ids=["pc", "ode"])
+def test_mixture_oracle_recovers_weights_within_4_standard_errors(method):
+    r = sk.sample(jr.key(3), P, ORACLE, (3000, 2), method=method, prediction="score")
+    z = _weights_z(r.samples)
+    assert z.max() < 4.0, z
+    # every coordinate ends within a few sigma_min of an atom
+    d = np.min(np.abs(np.asarray(r.samples)[..., None] - np.asarray(ATOMS)), -1)
+    assert np.quantile(d, 0.99) < 4 * P.sigma_min
+
+
+def test_oracle_score_is_the_gradient_of_its_log_density():
+    import jax
+
+    x = jr.uniform(jr.key(0), (5, 3))
+    t = jnp.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    g, s = jax.jit(lambda u: (jax.grad(lambda v: jnp.sum(ORACLE.log_prob(v, t)))(u),
+                              ORACLE(u, t)))(x)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(s), rtol=2e-4, atol=2e-3)
+
+
+def test_reference_pc_grid_and_mollifier_values():
+    ref = load_reference("reflected")
+    g = ref["pc_time_grid"]
+    ts, hs = ReflectedPC(num_steps=1000).grid(1.0, 1e-5)
+    assert ts.shape == (999,)
+    np.testing.assert_allclose(np.asarray(ts[:3]), g["first"], rtol=1e-6)
+    np.testing.assert_allclose(float(ts[-1]), g["last_used"], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(hs), -g["dt_used"], rtol=1e-6)
+    m = ref["ode_mollifier"]
+    xs = jnp.asarray([r["x"] for r in m["rows"]], jnp.float32)
+    np.testing.assert_allclose(np.asarray(mollifier(xs, m["moll"])),
+                               [r["bump"] for r in m["rows"]], rtol=2e-4, atol=1e-30)
+    assert float(mollifier(jnp.float32(0.0), 200.0)) == 0.0
+    assert float(mollifier(jnp.float32(1.3), 200.0)) == 0.0
+
+
+def test_reflected_pc_step_is_the_reference_formula():
+    """One update (N = 2: one step at t = 1 with dt = 1/2) against the formula
+    ``x <- F(x + g^2 s h + g sqrt(h) z)`` in numpy, with the same noise."""
+    x1 = jr.uniform(jr.key(5), (4, 3), minval=0.3, maxval=0.7)
+    key = jr.key(6)
+    fn = sk.sampling.PredictionFn(P, ORACLE, "score")
+    out, stats = ReflectedPC(num_steps=2).solve(key, fn, x1, 1e-5)
+    assert int(stats["nfe"]) == 1
+    _, kp = jr.split(jr.split(key, 1)[0])
+    z = np.asarray(jr.normal(kp, x1.shape))
+    t, h = 1.0, 0.5
+    g2 = float(P.g2(t))
+    s = np.asarray(ORACLE(x1, jnp.full((4,), t)))
+    expected = np.asarray(sk.processes.fold(np.asarray(x1) + g2 * s * h + np.sqrt(g2 * h) * z))
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-6)
