@@ -49,10 +49,8 @@ from ._likelihood import (
 from ._loop import AbstractFixedStepSampler as AbstractFixedStepSampler
 from ._loop import Reflecting as Reflecting
 from ._pc import PC as PC
-from ._reflected import ReflectedAdaptiveSDE as ReflectedAdaptiveSDE
 from ._reflected import ReflectedODE as ReflectedODE
 from ._reflected import ReflectedPC as ReflectedPC
-from ._reflected import Reflecting as Reflecting
 from ._reflected import mollifier as mollifier
 from ._solvers import (
     ODE as ODE,

@@ -1,40 +1,39 @@
 """Samplers for processes on a bounded domain (reflected diffusion, Lou & Ermon 2023), keeping
 every iterate inside the domain.
 
-- `ReflectedPC`: the reference's predictor-corrector sampler: reflected Euler-Maruyama
-  predictor ``x <- F(x + g^2 s h + g sqrt(h) z)`` and an optional Langevin corrector
-  ``x <- F(x + e s + sqrt(2 e) xi)``, ``e = 2 (snr mean|xi| / mean|s|)^2``, with the fold ``F``
-  (or the clip, "thresholding") after each update. ``dt="reference"`` reproduces the original
-  code (grid ``linspace(t1, t_end, N)``, ``N - 1`` updates of length ``t1 / N``);
-  ``dt="grid"`` takes ``N`` steps of the grid's own spacing.
+- `ReflectedPC`: the reference's predictor-corrector sampler, written as a step of the shared
+  fixed-step loop: reflected Euler-Maruyama predictor ``x <- F(x + g^2 s h + g sqrt(h) z)`` and
+  an optional Langevin corrector ``x <- F(x + e s + sqrt(2 e) xi)``,
+  ``e = 2 (snr mean|xi| / mean|s|)^2``, with the fold ``F`` (or the clip, "thresholding")
+  after each update. ``dt="reference"`` reproduces the original code (updates of length
+  ``t1 / N`` on ``linspace(t1, t_end, N)``); ``dt="grid"`` uses the grid's own spacing.
 - `ReflectedODE`: the probability-flow ODE ``dx/dt = -g^2 s / 2`` with the reference's
   mollifier ``b(x) = exp((4 - 1 / (x (1 - x))) / moll)`` multiplying the velocity near the walls,
-  evaluated at ``F(x)``; adaptive (diffrax, PID controller, the reference's ``rtol = atol =
-  1e-5``) or fixed-step; the reflection is applied after every accepted step.
-- `ReflectedAdaptiveSDE`: the reverse SDE with an adaptive stochastic diffrax solver, the
-  reflection applied after every accepted step (adaptive control of reflected SDEs is not
-  standard: the error estimate is the unreflected step's).
+  evaluated at ``F(x)``; adaptive (diffrax, PID controller, the reference's
+  ``rtol = atol = 1e-5``) or fixed-step, with ``process.reflect`` after every step
+  (`sdekit.sampling.Reflecting`).
 
-`Reflecting` is the diffrax solver wrapper that applies a reflection map after every step.
+The reverse SDE with an adaptive solver is `sdekit.sampling.AdaptiveSDE` (it reflects after
+every step too); `EulerMaruyama`, `ODE` and `PC` work unchanged (the loop reflects after every
+step). The samplers written for Gaussian processes (DDIM, ancestral, EDM, DPM-Solver++, SSCS)
+refuse a `ReflectedVE`: they need ``x_t = alpha x_0 + sigma eps``, which a folded Gaussian is not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import lineax as lx
 
-from .._custom_types import Data, Key
+from .._custom_types import Array, Data, Key
 from .._errors import arg_error, check_choice
 from ..processes import AbstractProcess
-from ._affine import check_steps
-from ._base import AbstractSampler, PredictionFn
-from ._solvers import _ODE_SOLVERS, _SDE_SOLVERS, _check_adaptive, _nfe, _solver
+from ._base import AbstractSampler, PredictionFn, SolveStats
+from ._loop import AbstractFixedStepSampler, Reflecting, check_int, check_real
+from ._solvers import _ODE_SOLVERS, _check_adaptive, _nfe, _solver
 
 PROJECTIONS: tuple[str, ...] = ("fold", "clip")
 DT_CONVENTIONS: tuple[str, ...] = ("reference", "grid")
@@ -65,76 +64,38 @@ def mollifier(x: Data, moll: float) -> Data:
     return jnp.where(q > 0, jnp.exp((4.0 - 1.0 / safe) / moll), 0.0).astype(x.dtype)
 
 
-class Reflecting(dfx.AbstractAdaptiveSolver, dfx.AbstractWrappedSolver):
-    """Wrap a diffrax solver so that ``reflect`` is applied to the state after every step.
-
-    The error estimate is the wrapped solver's (of the step before reflection), so adaptive
-    step-size control works unchanged; a first-same-as-last stage is not recomputed after a
-    reflection (reflections are rare when the vector field is tangent at the walls).
-    """
-
-    solver: dfx.AbstractSolver
-    reflect: Callable
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # type: ignore[override]
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
-
-    def init(self, terms, t0, t1, y0, args):
-        return self.solver.init(terms, t0, t1, y0, args)
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        y1, err, dense, state, result = self.solver.step(
-            terms, t0, t1, y0, args, solver_state, made_jump)
-        return self.reflect(y1), err, dense, state, result
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
-
-
 def _saveat(save_trajectory):
     # The final state and (optionally) every accepted step, padded with inf by diffrax.
     subs = [dfx.SubSaveAt(t1=True)] + ([dfx.SubSaveAt(steps=True)] if save_trajectory else [])
     return dfx.SaveAt(subs=subs)
 
 
-def _finish(sol, p, t1, stats, save_trajectory):
-    if save_trajectory:
-        stats.update(ts=t1 - sol.ts[1], trajectory=sol.ys[1])
+def _finish(sol, p, solver, t_start, save_trajectory):
+    n = sol.stats["num_steps"]
+    stats = SolveStats(nfe=jnp.asarray(_nfe(solver, n)), num_steps=jnp.asarray(n),
+                       num_rejected=jnp.asarray(sol.stats["num_rejected_steps"]),
+                       ts=t_start - sol.ts[1] if save_trajectory else None,
+                       trajectory=sol.ys[1] if save_trajectory else None)
     return p.reflect(sol.ys[0][-1]), stats
 
 
-class ReflectedPC(AbstractSampler):
-    """The reference PC sampler for bounded processes (reflected EM predictor, optional Langevin
-    corrector, fold or clip after every update).
+class ReflectedPC(AbstractFixedStepSampler):
+    """The reference PC sampler for bounded processes: reflected Euler-Maruyama predictor,
+    optional Langevin corrector, fold (or clip) after every update.
 
-    **Arguments:** ``num_steps`` (``N``, 1000); ``dt``: ``"reference"`` (``N - 1`` updates of
-    length ``t1 / N`` on ``linspace(t1, t_end, N)``, as the original code) or ``"grid"`` (``N``
-    steps of the grid spacing); ``corrector``: ``"none"`` (the reference's default) or
-    ``"langevin"`` with ``snr`` (0.01 in the reference's configs) and ``n_corrector`` steps;
-    ``projection``: ``"fold"`` (reflection, the reference) or ``"clip"`` (thresholding);
-    ``return_mean``: return the last step's drift-only update ``x_bar`` instead of ``x``
-    (the reference's ``denoiser=mean``). **NFE** = updates ``* (1 + n_corrector)``.
+    **Arguments:** ``num_steps`` (updates; default 999: the reference's ``N = 1000`` grid
+    points) and ``grid`` (``uniform``, ... or an explicit array of ``num_steps + 1`` times);
+    ``dt``: ``"reference"`` (every update has length ``t1 / (num_steps + 1)``, the original
+    code's ``1 / N``, which integrates to ``t_end`` only approximately) or ``"grid"`` (the grid's
+    own spacing); ``corrector``: ``"none"`` (the reference's default) or ``"langevin"`` with
+    ``snr`` (0.01 in the reference's configs) and ``n_corrector`` steps; ``projection``:
+    ``"fold"`` (reflection, the reference) or ``"clip"`` (thresholding); ``return_mean``: return
+    the last update's drift-only part ``x_bar`` instead of ``x`` (the reference's
+    ``denoiser=mean``). **NFE** = ``num_steps * (1 + n_corrector)`` (no corrector: ``num_steps``).
     """
 
-    num_steps: int = 1000
+    num_steps: int | None = None
+    grid: str | Array = "uniform"
     dt: str = "reference"
     corrector: str = "none"
     snr: float = 0.01
@@ -142,74 +103,70 @@ class ReflectedPC(AbstractSampler):
     projection: str = "fold"
     return_mean: bool = False
     ode: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    default_steps: ClassVar[int] = 999
 
     def __check_init__(self):
-        check_steps(self.num_steps)
         check_choice("dt", self.dt, DT_CONVENTIONS)
         check_choice("corrector", self.corrector, CORRECTORS)
         check_choice("projection", self.projection, PROJECTIONS)
-        if not float(self.snr) > 0:
-            raise arg_error("snr", self.snr, "a value > 0")
-        if isinstance(self.n_corrector, bool) or int(self.n_corrector) != self.n_corrector or \
-                int(self.n_corrector) < 1:
-            raise arg_error("n_corrector", self.n_corrector, "an integer >= 1")
-        if self.dt == "reference" and int(self.num_steps) < 2:
-            raise arg_error("num_steps", self.num_steps, "an integer >= 2 with dt='reference'")
+        check_real("snr", self.snr, "a finite value > 0", lambda v: v > 0)
+        check_int("n_corrector", self.n_corrector, 1)
+        if not isinstance(self.return_mean, bool):
+            raise arg_error("return_mean", self.return_mean, "True or False")
 
     def check_process(self, process: AbstractProcess) -> None:
         require_bounded(self, process)
+        super().check_process(process)
 
-    def grid(self, t1: float, t_end: float):
-        """``(times, step lengths)`` of the updates."""
-        n = int(self.num_steps)
-        if self.dt == "reference":
-            ts = jnp.linspace(t1, t_end, n)[:-1]
-            return ts, jnp.full_like(ts, t1 / n)
-        ts = jnp.linspace(t1, t_end, n + 1)
-        return ts[:-1], ts[:-1] - ts[1:]
+    @property
+    def _m(self) -> int:
+        return int(self.n_corrector) if self.corrector == "langevin" else 0
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    @property
+    def step_nfe(self) -> int:  # type: ignore[override]
+        return 1 + self._m
+
+    @property
+    def final_nfe(self) -> int:  # type: ignore[override]
+        return 1 + self._m
+
+    @property
+    def returns_x0(self) -> bool:  # type: ignore[override]
+        return bool(self.return_mean)
+
+    def _update(self, fn: PredictionFn, t, t_next, z: Data, key: Key):
         p = fn.process
         proj = _project(p, self.projection)
-        ts, hs = self.grid(float(p.t1), float(t_end))
-        ts, hs = ts.astype(z1.dtype), hs.astype(z1.dtype)
-        m = int(self.n_corrector) if self.corrector == "langevin" else 0
+        kc, kp = jr.split(key)
 
-        def norm(x):
-            return jnp.mean(jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)))
+        def corrector(z, kk):  # one Langevin step at fixed t, one step size for the batch
+            s = fn.score(z, t)
+            xi = jr.normal(kk, z.shape, z.dtype)
+            ns = _norm(s)  # 0 where the score vanishes (uniform law at t1): no step
+            e = jnp.where(ns > 0, 2.0 * (self.snr * _norm(xi) / jnp.where(ns > 0, ns, 1.0)) ** 2,
+                          0.0)
+            return proj(z + e * s + jnp.sqrt(2.0 * e) * xi), None
 
-        def corrector(z, t, k):
-            def one(z, kk):
-                s = fn.score(z, t)
-                xi = jr.normal(kk, z.shape, z.dtype)
-                ns = norm(s)  # 0 where the score vanishes (uniform law at t1): no step
-                e = jnp.where(ns > 0, 2.0 * (self.snr * norm(xi) / jnp.where(ns > 0, ns, 1.0)) ** 2,
-                              0.0)
-                return proj(z + e * s + jnp.sqrt(2.0 * e) * xi), None
+        if self._m:
+            z, _ = jax.lax.scan(corrector, z, jr.split(kc, self._m))
+        if self.dt == "reference":
+            h = jnp.asarray(p.t1, z.dtype) / (int(self.num_steps) + 1)
+        else:
+            h = t - t_next
+        mean = z + h * fn.reverse_drift(z, t)
+        z = proj(mean + p.diffusion(t, z) * jnp.sqrt(h) * jr.normal(kp, z.shape, z.dtype))
+        return z, proj(mean)
 
-            z, _ = jax.lax.scan(one, z, jr.split(k, m))
-            return z
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
+        return self._update(fn, t, t_next, z, key)[0], memory
 
-        def body(carry, inp):
-            z, _ = carry
-            t, h, k = inp
-            kc, kp = jr.split(k)
-            if m:
-                z = corrector(z, t, kc)
-            g = p.diffusion(t, z)
-            mean = z + h * fn.reverse_drift(z, t)
-            z = proj(mean + g * jnp.sqrt(h) * jr.normal(kp, z.shape, z.dtype))
-            mean = proj(mean)
-            return (z, mean), (z if save_trajectory else None)
+    def final_step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key) -> Data:
+        return self._update(fn, t, t_next, z, key)[1]
 
-        (z, mean), traj = jax.lax.scan(body, (z1, z1), (ts, hs, jr.split(key, ts.shape[0])))
-        n = ts.shape[0]
-        stats = dict(nfe=jnp.asarray(n * (1 + m)), num_steps=jnp.asarray(n),
-                     num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts - hs, trajectory=traj)
-        return (mean if self.return_mean else z), stats
+
+def _norm(x):
+    return jnp.mean(jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)))
 
 
 class ReflectedODE(AbstractSampler):
@@ -219,7 +176,7 @@ class ReflectedODE(AbstractSampler):
     ``b(F(x))`` (``moll=200``; ``moll=None`` disables it) and evaluated at the folded state; the
     prior draw is mapped to ``[side_eps, 1 - side_eps]^d`` (0.01, as the reference). Adaptive
     (``num_steps=None``: ``solver`` with ``PIDController(rtol, atol)``, default Tsit5 at
-    ``1e-5``) or fixed-step (``num_steps`` steps of ``solver``: ``euler``, ``heun``, ...). The
+    ``1e-5``, first step ``dt0``, default a 64th of the span) or fixed-step (``num_steps`` steps of ``solver``: ``euler``, ``heun``, ...). The
     reflection is applied after every accepted step, so every iterate stays in the domain.
     """
 
@@ -230,13 +187,16 @@ class ReflectedODE(AbstractSampler):
     moll: float | None = 200.0
     side_eps: float = 0.01
     max_steps: int = 4096
+    dt0: float | None = None
     ode: ClassVar[bool] = True
+    order: ClassVar[float] = 5.0
+    keeps_in_domain: ClassVar[bool] = True
 
     def __check_init__(self):
         table = dict(_ODE_SOLVERS, euler=dfx.Euler)
         _check_adaptive(self, table)
         if self.num_steps is not None:
-            check_steps(self.num_steps)
+            check_int("num_steps", self.num_steps, 1)
         if self.moll is not None and not float(self.moll) > 0:
             raise arg_error("moll", self.moll, "None (no mollifier) or a value > 0")
         if not 0.0 <= float(self.side_eps) < 0.5:
@@ -244,11 +204,12 @@ class ReflectedODE(AbstractSampler):
 
     def check_process(self, process: AbstractProcess) -> None:
         require_bounded(self, process)
+        super().check_process(process)
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: Any, *,
+              save_trajectory: bool = False, t_start: Any = None):
         p = fn.process
-        t1 = float(p.t1)
+        t1 = p.t1 if t_start is None else t_start
         lo, hi = float(p.lower), float(p.upper)
         eps = self.side_eps * (hi - lo)
         z1 = (lo + eps) + (hi - lo - 2 * eps) * (z1 - lo) / (hi - lo)
@@ -261,79 +222,26 @@ class ReflectedODE(AbstractSampler):
             return v
 
         solver = _solver(self.solver, dict(_ODE_SOLVERS, euler=dfx.Euler), "solver")
-        span = t1 - float(t_end)
+        span = t1 - t_end
         if self.num_steps is None:
             controller = dfx.PIDController(rtol=self.rtol, atol=self.atol)
-            dt0, max_steps = span / 64, int(self.max_steps)
+            dt0 = span / 64 if self.dt0 is None else self.dt0
+            max_steps = int(self.max_steps)
         else:
             controller = dfx.ConstantStepSize()
             dt0, max_steps = span / int(self.num_steps), int(self.num_steps)
         saveat = _saveat(save_trajectory)
         sol = dfx.diffeqsolve(
-            dfx.ODETerm(field), Reflecting(solver, p.reflect), 0.0, span, dt0=dt0, y0=z1,
+            dfx.ODETerm(field), Reflecting(solver, p), 0.0, span, dt0=dt0, y0=z1,
             saveat=saveat, stepsize_controller=controller, max_steps=max_steps,
         )
-        n = sol.stats["num_steps"]
-        stats = dict(nfe=_nfe(solver, n), num_steps=n, num_rejected=sol.stats["num_rejected_steps"])
-        return _finish(sol, p, t1, stats, save_trajectory)
-
-
-class ReflectedAdaptiveSDE(AbstractSampler):
-    """Reverse SDE of a bounded process with an adaptive stochastic diffrax solver (default
-    Heun: additive noise, Ito = Stratonovich), ``PIDController(rtol, atol)``, a
-    ``VirtualBrownianTree``, and the reflection after every accepted step."""
-
-    rtol: float = 1e-2
-    atol: float = 1e-2
-    solver: Any = "heun"
-    max_steps: int = 4096
-    brownian_tol: float | None = None
-    ode: ClassVar[bool] = False
-
-    def __check_init__(self):
-        _check_adaptive(self, _SDE_SOLVERS)
-
-    def check_process(self, process: AbstractProcess) -> None:
-        require_bounded(self, process)
-
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
-        p = fn.process
-        t1 = float(p.t1)
-        span = t1 - float(t_end)
-        solver = _solver(self.solver, _SDE_SOLVERS, "solver")
-        levy = dfx.SpaceTimeLevyArea if isinstance(solver, (dfx.ShARK, dfx.SRA1, dfx.SPaRK)) \
-            else None
-        tol = span / 2**12 if self.brownian_tol is None else self.brownian_tol
-        bm = dfx.VirtualBrownianTree(0.0, span, tol=tol, shape=jax.ShapeDtypeStruct(
-            z1.shape, z1.dtype), key=key, **({"levy_area": levy} if levy else {}))
-
-        def diag(tau, z, args):
-            g = p.diffusion(t1 - tau, z)
-            return lx.DiagonalLinearOperator(jnp.broadcast_to(g, z.shape).astype(z.dtype))
-
-        terms = dfx.MultiTerm(
-            dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(p.reflect(z), t1 - tau)),
-            dfx.ControlTerm(diag, bm),
-        )
-        saveat = _saveat(save_trajectory)
-        sol = dfx.diffeqsolve(
-            terms, Reflecting(solver, p.reflect), 0.0, span, dt0=span / 64, y0=z1, saveat=saveat,
-            stepsize_controller=dfx.PIDController(rtol=self.rtol, atol=self.atol,
-                                                  dtmin=span / self.max_steps),
-            max_steps=int(self.max_steps),
-        )
-        n = sol.stats["num_steps"]
-        stats = dict(nfe=_nfe(solver, n), num_steps=n, num_rejected=sol.stats["num_rejected_steps"])
-        return _finish(sol, p, t1, stats, save_trajectory)
+        return _finish(sol, p, solver, t1, save_trajectory)
 
 
 __all__ = [
     "CORRECTORS",
     "DT_CONVENTIONS",
     "PROJECTIONS",
-    "Reflecting",
-    "ReflectedAdaptiveSDE",
     "ReflectedODE",
     "ReflectedPC",
     "mollifier",
