@@ -191,3 +191,55 @@ def test_uniform_data_costs_exactly_the_dequantisation_bits():
     np.testing.assert_allclose(np.asarray(bpd), 8.0, atol=1e-6)
     # [-1, 1] keeps its 7-bit offset
     np.testing.assert_allclose(float(sk.sampling.bits_per_dim(0.0, 4, num_bits=8)), 7.0)
+
+
+def _class_oracle():
+    """Class-conditional closed-form model on [0,1]: class c has atom weights W[c]; the model
+    takes one-hot labels and the zero vector (the reference's null condition) gives the
+    unconditional law (class-averaged weights)."""
+    from sdekit.processes import heat_kernel_log_density, heat_kernel_score
+
+    W = jnp.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
+
+    def model(x, t, cond):
+        w = jnp.asarray(cond, x.dtype) @ W  # (N, 3); zero vector -> zero weights
+        null = jnp.sum(jnp.asarray(cond), axis=-1, keepdims=True) == 0
+        w = jnp.where(null, jnp.mean(W, axis=0), w)
+        sig = P.sigma(t)[:, None, None]
+        logk = jnp.log(w)[:, None, :] + heat_kernel_log_density(x[..., None], ATOMS, sig)
+        return jnp.sum(jax.nn.softmax(logk, -1) * heat_kernel_score(x[..., None], ATOMS, sig),
+                       -1)
+
+    return model, W
+
+
+def test_classifier_free_guidance_with_the_zero_null_condition():
+    model, W = _class_oracle()
+    labels = jax.nn.one_hot(jnp.array([0, 1, 0, 1]), 2)
+    x = jr.uniform(jr.key(0), (4, 3))
+    t = jnp.full((4,), 0.3)
+    cfg0 = sk.sampling.ClassifierFreeGuidance(model, w=0.0, null_label=0)
+    np.testing.assert_allclose(np.asarray(cfg0(x, t, labels)), np.asarray(model(x, t, labels)),
+                               rtol=1e-6)
+    cfg = sk.sampling.ClassifierFreeGuidance(model, w=2.0, null_label=0)
+    expect = 3.0 * model(x, t, labels) - 2.0 * model(x, t, jnp.zeros_like(labels))
+    np.testing.assert_allclose(np.asarray(cfg(x, t, labels)), np.asarray(expect), rtol=1e-5)
+    # the guided score keeps the Neumann condition: 0 at the walls
+    walls = jnp.array([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    assert np.all(np.asarray(cfg(walls, t, labels)) == 0.0)
+    # label dropout for training replaces the whole one-hot vector by zeros
+    dropped = sk.sampling.drop_labels(jr.key(1), jnp.tile(labels, (50, 1)), 0.5, null_label=0)
+    assert set(np.asarray(dropped.sum(-1)).tolist()) == {0.0, 1.0}
+    # guided sampling stays in [0, 1] and sharpens the class: more mass on the class's atom
+    n = 1000
+    lab = jax.nn.one_hot(jnp.zeros((n,), int), 2)
+    out = {}
+    for w in (0.0, 3.0):
+        g = sk.sampling.ClassifierFreeGuidance(model, w=w, null_label=0)
+        r = sk.sample(jr.key(3), P, g, (n, 1), method=ReflectedPC(num_steps=100),
+                      prediction="score", cond=lab)
+        s = np.asarray(r.samples)
+        assert s.min() >= 0 and s.max() <= 1
+        out[w] = np.mean(np.abs(s - 0.1) < 0.05)
+    assert abs(out[0.0] - 0.8) < 4 * np.sqrt(0.16 / n)
+    assert out[3.0] > out[0.0] + 0.05
