@@ -17,34 +17,16 @@ from ._gaussian import SubVP as SubVP
 from ._heat_kernel import fold as fold
 from ._heat_kernel import heat_kernel_log_density as heat_kernel_log_density
 from ._heat_kernel import heat_kernel_score as heat_kernel_score
-from ._linear_sde import (
-    CLD as CLD,
-)
-from ._linear_sde import (
-    PSLD as PSLD,
-)
-from ._linear_sde import (
-    AbstractLinearSDE as AbstractLinearSDE,
-)
-from ._linear_sde import (
-    AbstractPhaseSpaceSDE as AbstractPhaseSpaceSDE,
-)
-from ._linear_sde import (
-    LinearSDE as LinearSDE,
-)
-from ._linear_sde import (
-    check_stationary as check_stationary,
-)
-from ._linear_sde import (
-    from_recipe as from_recipe,
-)
-from ._linear_sde import (
-    recipe_matrices as recipe_matrices,
-)
-from ._linear_sde import (
-    stationary_covariance as stationary_covariance,
-)
+from ._linalg import stationary_covariance as stationary_covariance
+from ._linear_sde import AbstractLinearSDE as AbstractLinearSDE
+from ._linear_sde import LinearSDE as LinearSDE
 from ._logsnr import LogSNR as LogSNR
+from ._phase_space import CLD as CLD
+from ._phase_space import PSLD as PSLD
+from ._phase_space import AbstractPhaseSpaceSDE as AbstractPhaseSpaceSDE
+from ._recipe import check_stationary as check_stationary
+from ._recipe import from_recipe as from_recipe
+from ._recipe import recipe_matrices as recipe_matrices
 from ._reflected import (
     AbstractClosedFormTransitionProcess as AbstractClosedFormTransitionProcess,
 )
