@@ -149,6 +149,12 @@ def test_reflected_ve_schedule_prior_and_validation():
         sk.ReflectedVE(sigma_min=1.0, sigma_max=0.5)
     with pytest.raises(TypeError):
         sk.AbstractClosedFormTransitionProcess()
+    # a pytree like every process: jit with the process as an argument
+    f = jax.jit(lambda q, t, x: (q.sigma(t), q.conditional_score(x, 0.3 * jnp.ones_like(x), t)))
+    sig, sc = f(p, jnp.array([0.2, 0.4]), jnp.full((2, 3), 0.5))
+    np.testing.assert_allclose(np.asarray(sig), np.asarray(p.sigma(jnp.array([0.2, 0.4]))),
+                               rtol=1e-6)
+    assert np.all(np.isfinite(np.asarray(sc)))
 
 
 def test_sample_marginal_follows_the_heat_kernel():

@@ -13,7 +13,6 @@ log-density and a noise scale; nothing assumes the transition is Gaussian or aff
 from __future__ import annotations
 
 import abc
-import math
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -21,10 +20,12 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import static_float
 from .._custom_types import Array, Data, Key, Shape, Time
-from .._errors import broadcast_time, check_less, check_positive
+from .._errors import broadcast_time
 from ._base import AbstractProcess
 from ._heat_kernel import fold, heat_kernel_log_density, heat_kernel_score
+from ._schedules import GeometricSchedule
 
 
 class AbstractClosedFormTransitionProcess(AbstractProcess):
@@ -76,44 +77,51 @@ class ReflectedVE(AbstractClosedFormTransitionProcess):
     Defaults: CIFAR-10 generation (``sigma_min=0.01``); the likelihood models use ``1e-4``.
     """
 
-    sigma_min: float = 0.01
-    sigma_max: float = 5.0
-    t0: float = 1e-5
-    t1: float = 1.0
-    reference_compatible: bool = False
+    schedule: GeometricSchedule
+    t0: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    reference_compatible: bool = eqx.field(static=True)
 
     #: The state lives in the closed box ``[lower, upper]^d``.
     bounded: ClassVar[bool] = True
     lower: ClassVar[float] = 0.0
     upper: ClassVar[float] = 1.0
 
-    def __check_init__(self):
-        check_positive("sigma_min", self.sigma_min)
-        check_less("sigma_min", self.sigma_min, "sigma_max", self.sigma_max)
-        check_less("t0", self.t0, "t1", self.t1)
-        if float(self.t0) < 0:
-            raise ValueError(f"argument `t0`: got {self.t0!r}, expected a value >= 0.")
-        if not isinstance(self.reference_compatible, bool):
-            raise ValueError(f"argument `reference_compatible`: got {self.reference_compatible!r}, "
+    def __init__(self, sigma_min: Any = 0.01, sigma_max: Any = 5.0, t0: Any = 1e-5,
+                 t1: Any = 1.0, reference_compatible: bool = False):
+        self.schedule = GeometricSchedule(sigma_min, sigma_max)
+        self.t0 = static_float("t0", t0)
+        self.t1 = static_float("t1", t1)
+        if not isinstance(reference_compatible, bool):
+            raise ValueError(f"argument `reference_compatible`: got {reference_compatible!r}, "
                              "expected True or False.")
+        self.reference_compatible = reference_compatible
+
+    @property
+    def sigma_min(self) -> Any:
+        """``sigma(0)``."""
+        return self.schedule.sigma_min
+
+    @property
+    def sigma_max(self) -> Any:
+        """``sigma(1)``."""
+        return self.schedule.sigma_max
 
     # --- schedule --------------------------------------------------------------------------
     def sigma(self, t: Time) -> Array:
         """``sigma(t) = sigma_min (sigma_max / sigma_min)^t``."""
-        t = jnp.asarray(t, dtype=jnp.result_type(t, float))
-        return self.sigma_min * jnp.exp(t * math.log(self.sigma_max / self.sigma_min))
+        return self.schedule.sigma(t)
 
     def noise_scale(self, t: Time) -> Array:
         return self.sigma(t)
 
     def g2(self, t: Time) -> Array:
         """``g(t)^2 = d sigma(t)^2 / dt = 2 log(sigma_max / sigma_min) sigma(t)^2``."""
-        return 2.0 * math.log(self.sigma_max / self.sigma_min) * self.sigma(t) ** 2
+        return self.schedule.g2(t)
 
     def time_of_sigma(self, sigma: Time) -> Array:
         """The inverse schedule: ``t`` with ``sigma(t) = sigma``."""
-        sigma = jnp.asarray(sigma, dtype=jnp.result_type(sigma, float))
-        return jnp.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
+        return self.schedule.t_from_scaled_sigma(sigma)
 
     # --- SDE -------------------------------------------------------------------------------
     def drift(self, t: Time, x: Data) -> Data:
