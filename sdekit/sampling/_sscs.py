@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import ArrayLike, Data, Key
 from ..processes._linear_sde import AbstractLinearSDE, _apply, _mat, _tri_factor
 from ._base import PredictionFn
 from ._loop import AbstractFixedStepSampler
@@ -39,7 +39,7 @@ class SSCS(AbstractFixedStepSampler):
     explicit array of ``num_steps + 1`` times."""
 
     num_steps: int | None = None
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
     requires: ClassVar[type] = AbstractLinearSDE
