@@ -112,6 +112,10 @@ def log_likelihood(
             f"log_likelihood needs a process whose state is the data; got {type(process).__name__} "
             f"with state shape {tuple(process.state_shape(x.shape))} for data {tuple(x.shape)}."
         )
+    # Bounded processes (ReflectedVE) are supported: p_t satisfies the Neumann condition, so the
+    # exact probability-flow velocity is tangent to the walls and the flow stays inside, where
+    # the reflection map is the identity and the change of variables holds (reflected.md sec. 4,
+    # 8); evaluating at reflect(x) only guards against round-off at the walls.
     t_start = float(process.t0 if t_start is None else t_start)
     t_end = float(process.t1 if t_end is None else t_end)
     if not t_start < t_end:
@@ -181,7 +185,7 @@ def dequantize(key: Key, u: Any, *, num_bits: int = 8,
     (default ``[-1, 1]``; reflected diffusion uses ``(0, 1)``):
     ``x = low + (high - low) (u + U) / 2^num_bits`` with ``U ~ U[0, 1)`` per element
     (float32)."""
-    if int(num_bits) < 1:
+    if isinstance(num_bits, bool) or int(num_bits) != num_bits or int(num_bits) < 1:
         raise arg_error("num_bits", num_bits, "an integer >= 1")
     lo, hi = _check_interval(interval)
     u = jnp.asarray(u)

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import jax.random as jr
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import ArrayLike, Data, Key
 from ..processes import AbstractLinearSDE
 from ._base import PredictionFn
 from ._loop import AbstractFixedStepSampler
@@ -37,7 +37,7 @@ class SSCS(AbstractFixedStepSampler):
     explicit array of ``num_steps + 1`` times."""
 
     num_steps: int | None = None
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
     requires: ClassVar[type] = AbstractLinearSDE
