@@ -34,7 +34,6 @@ from sdekit.sampling import (
     EulerMaruyama,
     PredictionFn,
     drop_labels,
-    log_likelihood,
     sample,
     time_grid,
 )
@@ -175,9 +174,8 @@ def test_methods_that_cannot_reflect_refuse_bounded_processes():
     with pytest.raises(ValueError, match="_NoReflection does not keep a bounded process"):
         sample(jr.key(0), _ReflectedBM(), _outward_score, (4, 2), method=_NoReflection(),
                prediction="score")
-    with pytest.raises(TypeError, match="log_likelihood cannot keep a bounded process"):
-        log_likelihood(jr.key(0), _ReflectedBM(), _outward_score, jnp.full((4, 2), 0.5),
-                       prediction="score")
+    # log_likelihood supports bounded processes (the exact flow is tangent to the walls):
+    # tests/test_reflected_sampling.py checks it against the exact log-density.
     # the unbounded default still works
     r = sample(jr.key(0), sk.VP(), fast_eps(sk.VP()), (4, 8), method=_NoReflection())
     assert r.samples.shape == (4, 8)
