@@ -47,6 +47,9 @@ from .processes import (
     AbstractAffineGaussianProcess as AbstractAffineGaussianProcess,
 )
 from .processes import (
+    AbstractClosedFormTransitionProcess as AbstractClosedFormTransitionProcess,
+)
+from .processes import (
     AbstractGaussianProcess as AbstractGaussianProcess,
 )
 from .processes import (
@@ -60,6 +63,9 @@ from .processes import (
 )
 from .processes import (
     LogSNR as LogSNR,
+)
+from .processes import (
+    ReflectedVE as ReflectedVE,
 )
 from .processes import (
     SubVP as SubVP,

@@ -5,6 +5,8 @@ from ._dsm import WEIGHTINGS as WEIGHTINGS
 from ._hsm import HSM as HSM
 from ._hsm import AugmentedDSM as AugmentedDSM
 from ._hsm import hsm_loss as hsm_loss
+from ._reflected import ConstrainedDSM as ConstrainedDSM
+from ._reflected import SigmaScaledScore as SigmaScaledScore
 from ._time import (
     AbstractTimeSampler as AbstractTimeSampler,
 )

@@ -18,7 +18,12 @@ Bits per dimension for 8-bit images: data ``u in {0..255}`` are dequantised to
 ``x = 2 (u + U) / 256 - 1``, ``U ~ U[0, 1)^D`` (`dequantize`). The density of
 ``y = u + U`` is ``p_x(x) (2/256)^D``, so ``log P(u) >= E[log p_x(x)] - D log 128`` and
 ``bpd = -(log p_x(x) - D log 128) / (D log 2) = -log p_x / (D log 2) + 7``
-(`bits_per_dim` with ``num_bits=8``).
+(`bits_per_dim` with ``num_bits=8``); on ``[0, 1]`` (``interval=(0, 1)``, reflected diffusion)
+the offset is 8 bits.
+
+Bounded processes (``process.bounded``, e.g. `ReflectedVE`): the velocity is evaluated at
+``process.reflect(x)`` and the latent is reflected before the prior term (both the identity
+inside the domain, where the exact flow stays), so ``prior_log_prob`` is finite.
 """
 
 from __future__ import annotations
@@ -107,6 +112,10 @@ def log_likelihood(
             f"log_likelihood needs a process whose state is the data; got {type(process).__name__} "
             f"with state shape {tuple(process.state_shape(x.shape))} for data {tuple(x.shape)}."
         )
+    # Bounded processes (ReflectedVE) are supported: p_t satisfies the Neumann condition, so the
+    # exact probability-flow velocity is tangent to the walls and the flow stays inside, where
+    # the reflection map is the identity and the change of variables holds (reflected.md sec. 4,
+    # 8); evaluating at reflect(x) only guards against round-off at the walls.
     t_start = float(process.t0 if t_start is None else t_start)
     t_end = float(process.t1 if t_end is None else t_end)
     if not t_start < t_end:
@@ -138,7 +147,8 @@ def _solve(key, fn, x, divergence, probe, n_probes, rtol, atol, solver, t_start,
 
     def field(t, y, args):
         z, _ = y
-        v, jvps = jax.vmap(lambda e: jax.jvp(lambda u: fn.velocity(u, t), (z,), (e,)),
+        # bounded processes: evaluate at the reflected state (identity inside the domain)
+        v, jvps = jax.vmap(lambda e: jax.jvp(lambda u: fn.velocity(p.reflect(u), t), (z,), (e,)),
                            out_axes=(None, 0))(tangents)
         div = scale * jnp.sum(jax.vmap(_sum_event)(jvps * tangents), axis=0)
         return v, div
@@ -149,7 +159,7 @@ def _solve(key, fn, x, divergence, probe, n_probes, rtol, atol, solver, t_start,
         stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol), max_steps=max_steps,
         adjoint=dfx.ForwardMode(), saveat=dfx.SaveAt(t1=True),
     )
-    z1, delta = sol.ys[0][-1], sol.ys[1][-1]
+    z1, delta = p.reflect(sol.ys[0][-1]), sol.ys[1][-1]
     prior = p.prior_log_prob(z1)
     n = sol.stats["num_steps"]
     return LikelihoodResult(
@@ -159,31 +169,48 @@ def _solve(key, fn, x, divergence, probe, n_probes, rtol, atol, solver, t_start,
     )
 
 
-def dequantize(key: Key, u: Any, *, num_bits: int = 8) -> Data:
-    """Uniform dequantisation of integer data ``u in {0, ..., 2^num_bits - 1}`` to ``[-1, 1]``:
-    ``x = 2 (u + U) / 2^num_bits - 1`` with ``U ~ U[0, 1)`` per element (float32)."""
-    if int(num_bits) < 1:
+def _check_interval(interval: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise arg_error("interval", interval, "a pair (low, high) with low < high") from None
+    if not lo < hi:
+        raise arg_error("interval", interval, "a pair (low, high) with low < high")
+    return lo, hi
+
+
+def dequantize(key: Key, u: Any, *, num_bits: int = 8,
+               interval: tuple[float, float] = (-1.0, 1.0)) -> Data:
+    """Uniform dequantisation of integer data ``u in {0, ..., 2^num_bits - 1}`` to ``interval``
+    (default ``[-1, 1]``; reflected diffusion uses ``(0, 1)``):
+    ``x = low + (high - low) (u + U) / 2^num_bits`` with ``U ~ U[0, 1)`` per element
+    (float32)."""
+    if isinstance(num_bits, bool) or int(num_bits) != num_bits or int(num_bits) < 1:
         raise arg_error("num_bits", num_bits, "an integer >= 1")
+    lo, hi = _check_interval(interval)
     u = jnp.asarray(u)
     noise = jr.uniform(key, u.shape, jnp.float32)
-    return 2.0 * (u.astype(jnp.float32) + noise) / 2.0 ** int(num_bits) - 1.0
+    return lo + (hi - lo) * (u.astype(jnp.float32) + noise) / 2.0 ** int(num_bits)
 
 
-def bits_per_dim(log_prob: Any, dims: int, *, num_bits: int | None = None) -> Array:
+def bits_per_dim(log_prob: Any, dims: int, *, num_bits: int | None = None,
+                 interval: tuple[float, float] = (-1.0, 1.0)) -> Array:
     """Bits per dimension from a log-density in nats over ``dims`` dimensions.
 
     ``num_bits=None``: ``-log_prob / (dims log 2)`` (the density's own units). ``num_bits=b``:
-    ``log_prob`` is the density of `dequantize`-d data in ``[-1, 1]``; the Jacobian of
-    ``x = 2 y / 2^b - 1`` adds ``dims log(2^(b-1))`` nats, i.e. ``b - 1`` bits per dimension
-    (7 for 8-bit images), giving the bound on the discrete data's bits per dimension.
+    ``log_prob`` is the density of `dequantize`-d data in ``interval`` (default ``[-1, 1]``);
+    the Jacobian of ``x = low + (high - low) y / 2^b`` adds ``dims log(2^b / (high - low))``
+    nats, i.e. ``b - log2(high - low)`` bits per dimension (7 for 8-bit images in ``[-1, 1]``,
+    8 in ``[0, 1]``), giving the bound on the discrete data's bits per dimension.
     """
     if int(dims) < 1:
         raise arg_error("dims", dims, "an integer >= 1")
+    lo, hi = _check_interval(interval)
     nats = -jnp.asarray(log_prob)
     if num_bits is not None:
         if int(num_bits) < 1:
             raise arg_error("num_bits", num_bits, "None or an integer >= 1")
-        nats = nats + int(dims) * (int(num_bits) - 1) * math.log(2.0)
+        nats = nats + int(dims) * (int(num_bits) * math.log(2.0) - math.log(hi - lo))
     return nats / (int(dims) * math.log(2.0))
 
 
