@@ -157,6 +157,7 @@ def frechet_feature_distance(
     *,
     batch_size: int = 1024,
     eps: float = 1e-6,
+    method: str = "eigh",
 ) -> float:
     """Fréchet distance between the Gaussians fitted to ``feature_fn(x)`` and ``feature_fn(y)``.
 
@@ -170,6 +171,7 @@ def frechet_feature_distance(
         y: ``(m, ...)`` samples.
         batch_size: samples per call of ``feature_fn``.
         eps: see `frechet_distance`.
+        method: see `frechet_distance` (default ``"eigh"``, the faster one).
 
     Returns:
         The distance (a float).
@@ -188,4 +190,4 @@ def frechet_feature_distance(
         raise ValueError(f"feature_fn gave {fx.shape[1]} and {fy.shape[1]} features.")
     m1, s1 = feature_statistics(fx)
     m2, s2 = feature_statistics(fy)
-    return frechet_distance(m1, s1, m2, s2, eps=eps)
+    return frechet_distance(m1, s1, m2, s2, eps=eps, method=method)
