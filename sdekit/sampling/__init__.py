@@ -43,6 +43,12 @@ from ._likelihood import (
 from ._likelihood import (
     log_likelihood as log_likelihood,
 )
+from ._likelihood_augmented import (
+    AugmentedLikelihoodResult as AugmentedLikelihoodResult,
+)
+from ._likelihood_augmented import (
+    augmented_log_likelihood as augmented_log_likelihood,
+)
 from ._pc import PC as PC
 from ._solvers import (
     ODE as ODE,
