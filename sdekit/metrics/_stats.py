@@ -102,8 +102,10 @@ def frechet_distance(
     the two agree to round-off on well-conditioned covariances.
 
     Args:
-        mu1, sigma1: mean ``(d,)`` and covariance ``(d, d)`` of the first set.
-        mu2, sigma2: the same for the second set.
+        mu1: mean ``(d,)`` of the first set.
+        sigma1: covariance ``(d, d)`` of the first set.
+        mu2: mean of the second set.
+        sigma2: covariance of the second set.
         eps: the diagonal offset used when the product is singular (``sqrtm`` only).
         method: ``"sqrtm"`` (pytorch-fid's computation) or ``"eigh"``.
 
@@ -214,7 +216,8 @@ def kernel_inception_distance(
     computes `polynomial_mmd2`.
 
     Args:
-        features1, features2: ``(n, d)`` features.
+        features1: ``(n1, d)`` features of the first set.
+        features2: ``(n2, d)`` features of the second set.
         subsets: number of rounds.
         subset_size: rows per round.
         seed: seed of the subset draws.
