@@ -2,13 +2,16 @@
 
 Processes are re-exported here; the subpackages are ``sdekit.processes``,
 ``sdekit.parameterisation``, ``sdekit.objectives``, ``sdekit.sampling``, ``sdekit.nets``,
-``sdekit.train`` and ``sdekit.data``.
+``sdekit.train``, ``sdekit.data`` and ``sdekit.metrics``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from . import (
     data as data,
+)
+from . import (
+    metrics as metrics,
 )
 from . import (
     nets as nets,

@@ -6,7 +6,8 @@ import pytest
 
 import sdekit
 
-SUBPACKAGES = ["processes", "parameterisation", "objectives", "sampling", "nets", "train", "data"]
+SUBPACKAGES = ["processes", "parameterisation", "objectives", "sampling", "nets", "train", "data",
+               "metrics"]
 
 
 def _public(modname):

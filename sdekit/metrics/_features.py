@@ -1,0 +1,160 @@
+"""Batched feature extraction sharded over devices, and image-set readers for the metrics CLI."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def to_unit_range(images: Any) -> np.ndarray:
+    """NHWC images as float32 in [-1, 1]: uint8 are mapped by ``x / 127.5 - 1``; floats must
+    already be in [-1, 1] (checked, with a small tolerance)."""
+    a = np.asarray(images)
+    if a.ndim != 4 or a.shape[-1] not in (1, 3):
+        raise ValueError(f"argument `images`: got shape {a.shape}, expected NHWC, 1 or 3 channels.")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 127.5 - 1.0
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"argument `images`: got dtype {a.dtype}, expected uint8 or float.")
+    if a.size and (a.min() < -1.001 or a.max() > 1.001 or not np.isfinite(a).all()):
+        raise ValueError(
+            f"argument `images`: float images must be in [-1, 1], got range "
+            f"[{a.min():.3g}, {a.max():.3g}]."
+        )
+    return np.clip(a.astype(np.float32), -1.0, 1.0)
+
+
+def _apply_impl(fn, x):
+    return fn(x)
+
+
+_apply_cache: list = []
+
+
+def _apply(fn, x):
+    if not _apply_cache:
+        import equinox as eqx
+
+        _apply_cache.append(eqx.filter_jit(_apply_impl))
+    return _apply_cache[0](fn, x)
+
+
+def extract_features(
+    fn: Callable[[Any], Any],
+    images: Any,
+    *,
+    batch_size: int = 200,
+    devices: Any = None,
+    progress: bool = True,
+    desc: str = "features",
+) -> Any:
+    """Apply ``fn`` to ``images`` in batches, each batch split over ``devices``.
+
+    Each batch (padded to a multiple of the device count) is placed with a
+    ``jax.sharding.NamedSharding`` over a one-axis mesh of ``devices`` and ``fn`` is jit-compiled
+    once, so the batch runs data-parallel; results come back to the host as numpy.
+
+    Args:
+        fn: maps a float32 ``(b, H, W, C)`` batch in [-1, 1] to an array or a tuple of arrays
+            with leading axis ``b`` (e.g. `InceptionV3`, which returns ``(pool3, logits)``).
+        images: NHWC uint8 or float in [-1, 1] (numpy; converted per batch).
+        batch_size: global batch (rounded up to a multiple of the device count).
+        devices: devices to shard over (default all of ``jax.devices()``).
+        progress: show a tqdm bar.
+        desc: the bar's label.
+
+    Returns:
+        What ``fn`` returns, concatenated over batches (numpy).
+    """
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from tqdm.auto import tqdm
+
+    imgs = np.asarray(images)
+    if imgs.ndim != 4:
+        raise ValueError(f"argument `images`: got shape {imgs.shape}, expected NHWC.")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"argument `batch_size`: got {batch_size!r}, expected an int >= 1.")
+    devs = list(jax.devices() if devices is None else devices)
+    nd = len(devs)
+    bs = -(-batch_size // nd) * nd
+    mesh = Mesh(np.array(devs), ("batch",))
+    data_sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    import equinox as eqx
+
+    arrays, static = eqx.partition(fn, eqx.is_array)
+    arrays = jax.device_put(arrays, replicated)
+    fn = eqx.combine(arrays, static)
+
+    outs: list = []
+    n = imgs.shape[0]
+    for i in tqdm(range(0, n, bs), desc=desc, disable=not progress, unit="batch"):
+        chunk = to_unit_range(imgs[i:i + bs])
+        m = chunk.shape[0]
+        if m < bs:
+            chunk = np.concatenate([chunk, np.zeros((bs - m,) + chunk.shape[1:], chunk.dtype)])
+        x = jax.device_put(chunk, data_sharding)
+        res = jax.tree.map(lambda a, m=m: np.asarray(a)[:m], _apply(fn, x))
+        outs.append(res)
+    if not outs:
+        raise ValueError("argument `images`: empty.")
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def read_images(source: str | os.PathLike, *, max_images: int | None = None) -> np.ndarray:
+    """Read an image set for the metrics: an ``.npz`` (key ``images``, or its only array; NHWC
+    uint8 or float in [-1, 1]), the CIFAR-10 python tarball ``cifar-10-python.tar.gz`` (train
+    split), or a folder of images (read with `sdekit.data.ImageFolder`).
+
+    Args:
+        source: the path.
+        max_images: keep at most this many (the first ones).
+
+    Returns:
+        NHWC array (uint8 or float).
+    """
+    p = pathlib.Path(source).expanduser()
+    if p.is_dir():
+        from ..data import ImageFolder
+
+        folder = ImageFolder(p)
+        n = len(folder) if max_images is None else min(max_images, len(folder))
+        return np.stack([folder[i]["image"] for i in range(n)])
+    if not p.is_file():
+        raise FileNotFoundError(f"argument `source`: no file or folder at {str(p)!r}.")
+    if p.name.endswith((".tar.gz", ".tgz")):
+        from ..data import load_cifar10
+
+        if p.name != "cifar-10-python.tar.gz":
+            raise ValueError(
+                f"argument `source`: {p.name!r}: the only tarball understood is CIFAR-10's "
+                "'cifar-10-python.tar.gz'."
+            )
+        imgs, _ = load_cifar10("train", root=p.parent, download=False, md5=None)
+    elif p.suffix == ".npz":
+        with np.load(p) as z:
+            if "images" in z.files:
+                imgs = z["images"]
+            elif len(z.files) == 1:
+                imgs = z[z.files[0]]
+            else:
+                raise ValueError(
+                    f"argument `source`: {str(p)!r} holds {z.files}; expected an array 'images'."
+                )
+    elif p.suffix == ".npy":
+        imgs = np.load(p)
+    else:
+        raise ValueError(
+            f"argument `source`: {str(p)!r} is not an .npz/.npy, a folder or the CIFAR-10 tarball."
+        )
+    if imgs.ndim != 4 or imgs.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"argument `source`: images of shape {imgs.shape}, expected NHWC with 1 or 3 channels."
+        )
+    return imgs if max_images is None else imgs[:max_images]
