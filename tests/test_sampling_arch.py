@@ -462,3 +462,7 @@ def test_named_dimensions_are_checked():
     assert "batch" in str(hint)
     with pytest.raises(Exception, match="x0_hat|dims|shape"):
         sks.ddim_step(p, jnp.ones((4, 3)), jnp.ones((5, 3)), 0.7, 0.5)
+    z = jnp.zeros(())
+    with pytest.raises(Exception, match="state|batch|shape"):  # samples and state: same batch
+        sks.SampleResult(samples=jnp.ones((4, 3)), nfe=z.astype(int), num_steps=z.astype(int),
+                         num_rejected=z.astype(int), state=jnp.ones((5, 3)))

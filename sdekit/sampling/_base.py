@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
+from jaxtyping import Int
 
 from .._custom_types import Array, Data, Float, Key
 from .._errors import check_choice, check_output_shape
@@ -82,13 +83,13 @@ class SampleResult(eqx.Module):
     state before the denoising step, whose data prediction is ``samples``).
     """
 
-    samples: Data
-    nfe: Array
-    num_steps: Array
-    num_rejected: Array
-    state: Data
-    ts: Array | None = None
-    trajectory: Data | None = None
+    samples: Float[Array, "batch *dims"]
+    nfe: Int[Array, ""]
+    num_steps: Int[Array, ""]
+    num_rejected: Int[Array, ""]
+    state: Float[Array, "batch *state"]
+    ts: Float[Array, " steps"] | None = None
+    trajectory: Float[Array, "steps batch *state"] | None = None
 
 
 class SolveStats(eqx.Module):
@@ -96,11 +97,11 @@ class SolveStats(eqx.Module):
     (solver steps, accepted and rejected), ``num_rejected`` (adaptive solvers), and, when the
     trajectory was asked for, ``ts`` (the times of the saved states) and ``trajectory``."""
 
-    nfe: Array
-    num_steps: Array
-    num_rejected: Array
-    ts: Array | None = None
-    trajectory: Data | None = None
+    nfe: Int[Array, ""]
+    num_steps: Int[Array, ""]
+    num_rejected: Int[Array, ""]
+    ts: Float[Array, " steps"] | None = None
+    trajectory: Float[Array, "steps batch *state"] | None = None
 
 
 #: How the process families a sampler may require are described in its error message.
