@@ -33,15 +33,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Data, Key
-from .._errors import arg_error, check_choice
-from ..processes import AbstractLinearSDE, AbstractProcess
-from ._base import AbstractSampler, PredictionFn
-from ._grids import GRIDS, time_grid
+from .._custom_types import ArrayLike, Data, Key
+from .._errors import check_choice
+from ..processes import AbstractLinearSDE
+from ._base import PredictionFn
+from ._loop import AbstractFixedStepSampler
 
 #: The SSCS variants (see the module docstring).
 SSCS_VARIANTS = ("midpoint", "start", "original")
@@ -62,54 +60,33 @@ def sscs_step(key: Key, fn: PredictionFn, z: Data, t, h, variant: str = "midpoin
     return p.split_flow_sample(k2, z, b2)
 
 
-class SSCS(AbstractSampler):
+class SSCS(AbstractFixedStepSampler):
     """Symmetric splitting sampler for `sdekit.processes.AbstractLinearSDE` processes
-    (PSLD, CLD, ``LinearSDE``) on a fixed ``uniform`` or ``quadratic`` grid.
+    (PSLD, CLD, ``LinearSDE``) on a fixed ``uniform``, ``quadratic`` or ``karras`` grid or an
+    explicit array of ``num_steps + 1`` times.
 
     ``variant``: ``"midpoint"`` (default, Strang splitting with the score at the step's
     midpoint; second order in the drift), ``"start"`` (score at the step's start; first order)
     or ``"original"`` (PSLD's code exactly: score at the start, the first half interval used
     twice; first order). See the module docstring."""
 
-    num_steps: int = 1000
-    grid: str = "uniform"
+    num_steps: int | None = None
+    grid: str | ArrayLike = "uniform"
     variant: str = "midpoint"
     ode: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    requires: ClassVar[type] = AbstractLinearSDE
+    default_steps: ClassVar[int] = 1000
 
     def __check_init__(self):
-        if int(self.num_steps) < 1:
-            raise arg_error("num_steps", self.num_steps, "an integer >= 1")
-        check_choice("grid", self.grid, GRIDS)
         check_choice("variant", self.variant, SSCS_VARIANTS)
 
-    def check_process(self, process: AbstractProcess) -> None:
-        if not isinstance(process, AbstractLinearSDE):
-            raise TypeError(
-                f"SSCS needs an AbstractLinearSDE (PSLD, CLD, LinearSDE); got "
-                f"{type(process).__name__}."
-            )
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
+        return self.split_step(key, fn, z, t, t - t_next), memory
 
-    def step(self, key: Key, fn: PredictionFn, z: Data, t, h) -> Data:
+    def split_step(self, key: Key, fn: PredictionFn, z: Data, t, h) -> Data:
         """One SSCS step from forward time ``t`` to ``t - h`` (scalars)."""
         return fn.process.reflect(sscs_step(key, fn, z, t, h, self.variant))
-
-    def solve(
-        self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *, save_trajectory: bool = False
-    ):
-        p = fn.process
-        n = int(self.num_steps)
-        ts = time_grid(self.grid, n, p.t1, t_end).astype(z1.dtype)
-
-        def body(z, inp):
-            t, t_next, kk = inp
-            z = self.step(kk, fn, z, t, t - t_next)
-            return z, (z if save_trajectory else None)
-
-        z, traj = jax.lax.scan(body, z1, (ts[:-1], ts[1:], jr.split(key, n)))
-        stats = dict(nfe=jnp.asarray(n), num_steps=jnp.asarray(n), num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts[1:], trajectory=traj)
-        return z, stats
 
 
 __all__ = ["SSCS", "SSCS_VARIANTS", "sscs_step"]
