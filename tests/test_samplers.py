@@ -294,3 +294,18 @@ def test_method_strings(name):
     res = sample(jr.key(0), p, fast_eps(p), (4, 8), method=name, save_trajectory=True)
     assert res.samples.shape == (4, 8) and bool(jnp.all(jnp.isfinite(res.samples)))
     assert res.trajectory.shape[1:] == (4, 8) and res.ts.shape[0] == res.trajectory.shape[0]
+
+
+def test_pc_corrector_with_a_zero_score_is_finite():
+    """The Langevin step size snr^2 |noise|^2 / |score|^2 is undefined for a zero score: the
+    corrector is skipped there (the exact score of a uniform law is 0) instead of giving NaN."""
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    import sdekit as sk
+    from sdekit.sampling import PC, sample
+
+    process = sk.VE()
+    res = sample(jr.key(0), process, lambda x, t: jnp.zeros_like(x), (64, 2),
+                 method=PC(4, snr=0.16, n_corrector=1), prediction="score")
+    assert bool(jnp.all(jnp.isfinite(res.samples)))

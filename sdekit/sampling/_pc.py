@@ -72,7 +72,10 @@ class PC(AbstractFixedStepSampler):
         def corrector(z, kk):  # one Langevin step at fixed t
             s = fn.score(z, t)
             noise = jr.normal(kk, z.shape, z.dtype)
-            e = 2.0 * a * (self.snr * _norm(noise) / _norm(s)) ** 2
+            ns = _norm(s)
+            # a zero score (e.g. the exact score of a uniform law) gives no Langevin step size:
+            # skip the corrector there instead of forming inf * 0
+            e = jnp.where(ns > 0, 2.0 * a * (self.snr * _norm(noise) / jnp.where(ns > 0, ns, 1.0)) ** 2, 0.0)
             return p.reflect(z + e * s + jnp.sqrt(2.0 * e) * noise), None
 
         if int(self.n_corrector) > 0:
