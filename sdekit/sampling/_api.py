@@ -189,9 +189,9 @@ def _run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_st
     nfe = stats.nfe
     samples = None
     if denoise == "tweedie":
-        # the data prediction (data shape, also for augmented states), clipped as the sampler
-        # asks, in the domain
-        samples = p.reflect(sampler.clip_prediction(fn.x0(z, t_end)))
+        samples = sampler.clip_prediction(fn.x0(z, t_end))  # data shape, also when augmented
+        if samples.shape == z.shape:
+            samples = p.reflect(samples)
         nfe = nfe + 1
     elif denoise == "euler":
         z = p.reflect(z + t_end * fn.reverse_drift(z, t_end, ode=bool(sampler.ode)))
