@@ -284,3 +284,105 @@ def test_pipeline_with_worker_process_matches_in_process():
         np.testing.assert_array_equal(next(again)["image"], want)
     finally:
         again.close()
+
+
+# ------------------------------------------------------------- hardening: unsafe / bad input
+
+
+class _RunsCode:
+    """Pickles to a call of ``builtins.exec``: what a crafted CIFAR-10 batch would carry."""
+
+    def __init__(self, mark):
+        self.mark = str(mark)
+
+    def __reduce__(self):
+        return (exec, (f"import pathlib; pathlib.Path({self.mark!r}).write_text('pwned')",))
+
+
+def _tarball(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, raw in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+
+
+def test_cifar10_crafted_pickle_runs_no_code(tmp_path):
+    mark = tmp_path / "pwned.txt"
+    payload = pickle.dumps({b"data": _RunsCode(mark), b"labels": [0]}, protocol=2)
+    probe = tmp_path / "probe.txt"  # the payload does run code under a plain pickle.load
+    pickle.loads(pickle.dumps({b"data": _RunsCode(probe)}, protocol=2))
+    assert probe.read_text() == "pwned"
+    path = tmp_path / "cifar-10-python.tar.gz"
+    _tarball(path, {"test_batch": payload})
+    for md5 in (None, sd.md5sum(path)):  # no check, or the crafted file's own md5
+        refused = r"refusing to load the global (__builtin__|builtins)\.exec"
+        with pytest.raises(ValueError, match=refused):
+            sd.load_cifar10("test", root=tmp_path, md5=md5, download=False)
+    assert not mark.exists()
+
+
+def test_cifar10_mismatched_counts_and_extracted_directory(tmp_path):
+    rows = RNG.integers(0, 256, (3, 3072), dtype=np.uint8)
+    bad = pickle.dumps({b"data": rows, b"labels": [1, 2]}, protocol=2)
+    _tarball(tmp_path / "cifar-10-python.tar.gz", {"test_batch": bad})
+    with pytest.raises(ValueError, match="3 images but 2 labels"):
+        sd.load_cifar10("test", root=tmp_path, md5=None, download=False)
+    ext = tmp_path / "x" / "cifar-10-batches-py"
+    ext.mkdir(parents=True)
+    (ext / "test_batch").write_bytes(pickle.dumps({b"data": rows, b"labels": [1, 2, 3]}))
+    x, y = sd.load_cifar10("test", root=tmp_path / "x", download=False)
+    assert x.shape == (3, 32, 32, 3) and list(y) == [1, 2, 3]
+    np.testing.assert_array_equal(x[1, 0, 0], rows[1, [0, 1024, 2048]])
+
+
+def test_mnist_refuses_non_uint8_idx(tmp_path):
+    name = sd.MNIST_FILES[("test", "images")][0]
+    arr = np.zeros((2, 28, 28), ">f4")
+    header = struct.pack(">HBB", 0, 0x0D, 3) + struct.pack(">3I", *arr.shape)
+    with gzip.open(tmp_path / name, "wb") as f:
+        f.write(header + arr.tobytes())
+    write_idx_gz(tmp_path / sd.MNIST_FILES[("test", "labels")][0], np.array([1, 2]))
+    with pytest.raises(ValueError, match="float32 values, expected uint8"):
+        sd.load_mnist("test", root=tmp_path, md5s={n: None for n, _ in sd.MNIST_FILES.values()},
+                      download=False)
+
+
+def test_image_folder_skips_bad_files_and_refuses_links_out(tmp_path):
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(root / "a" / "ok.png")
+    (root / "a" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (root / "a" / "notes.jpg").write_text("not an image")
+    with pytest.warns(UserWarning, match="skipped 2 of 3 files"):
+        src = sd.ImageFolder(root)
+    assert len(src) == 1 and len(src.skipped) == 2
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    (root / "a" / "link.png").symlink_to(outside)
+    with pytest.raises(ValueError, match="symbolic link.*outside"):
+        sd.ImageFolder(root)
+
+
+def test_pipeline_does_not_assume_8_bit_input():
+    floats = RNG.uniform(-1, 1, (8, 2, 2, 1)).astype(np.float32)
+    with pytest.raises(ValueError, match="`input_range`.*float32"):
+        sd.make_pipeline(floats, batch_size=4)
+    it = sd.make_pipeline(floats, batch_size=8, input_range=(-1, 1), shuffle=False)
+    np.testing.assert_allclose(next(it)["image"], floats, atol=1e-6)
+    digits = RNG.integers(0, 17, (8, 2, 2, 1)).astype(np.int64)
+    it = sd.make_pipeline(digits, batch_size=8, input_range=(0, 16), shuffle=False)
+    np.testing.assert_allclose(next(it)["image"], digits / 8.0 - 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="`input_range`.*span"):
+        sd.make_pipeline(digits * 20, batch_size=4, input_range=(0, 16))
+    with pytest.raises(ValueError, match="`dequantize`"):
+        sd.make_pipeline(floats, batch_size=4, input_range=(-1, 1), dequantize=True)
+
+
+def test_import_sdekit_does_not_import_grain():
+    import subprocess
+    import sys
+
+    code = "import sys, sdekit; print('grain' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -208,7 +208,7 @@ def test_fit_checkpoints_metrics_samples_and_resume(tmp_path):
     header = st.read_header(st.latest_checkpoint(ck))
     assert header["step"] == 4 and header["config"] == {"lr": 1e-2}
     lines = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in lines] == [0, 1, 2, 3]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4]  # completed steps, as the checkpoints
     assert set(lines[0]) >= {"step", "loss", "grad_norm", "lr", "steps_per_sec", "images_per_sec"}
     assert lines[0]["lr"] == 0.0 and lines[1]["lr"] == pytest.approx(5e-3)
     assert (ck / "samples" / "samples_000000002.png").is_file()
@@ -359,3 +359,201 @@ def test_save_image_grid_formats(tmp_path):
         st.save_image_grid(np.zeros((4, 4, 4, 6)), tmp_path / "bad.png")
     with pytest.raises(ValueError, match="`images`"):
         st.save_image_grid(np.zeros((4, 3)), tmp_path / "bad.png")
+
+
+# ------------------------------------------- the parts of fit; checkpoint integrity and resume
+
+
+def _kw(**extra):
+    kw = dict(
+        optimizer=optax.sgd(0.1),
+        key=jr.key(1),
+        ema_decays=(0.5,),
+        mesh=st.make_mesh(jax.devices()[:1]),
+        progress=False,
+    )
+    kw.update(extra)
+    return kw
+
+
+def test_custom_loop_from_the_parts_equals_fit(tmp_path):
+    full = st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=4, **_kw())
+    mesh = st.make_mesh(jax.devices()[:1])
+    state = st.init_state(TinyMLP(key=jr.key(0)), optax.sgd(0.1), key=jr.key(1), ema_decays=(0.5,))
+    ckpt = st.Checkpointer(tmp_path / "ck", every=2, config={"lr": 0.1})
+    state = st.place_state(ckpt.restore(state), mesh)
+    log = st.MetricsLogger(tmp_path / "m.jsonl", every=1)
+    step = st.make_train_step(LinearDSM(), optax.sgd(0.1), mesh=mesh)
+    it = st.resume_data(batches(), state)
+    for _ in range(4):
+        gbatch, log.batch_size = st.global_batch(next(it), mesh)
+        state, metrics = step(state, gbatch)
+        log(int(state.step), metrics, checkpoint=ckpt.last)
+        ckpt.maybe_save(state)
+    log.close()
+    for a, b in zip(leaves((full.model, full.ema)), leaves((state.model, state.ema)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in st.list_checkpoints(tmp_path / "ck")][-1] == "ckpt_000000004.eqx"
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]
+
+
+def _flip_bit(path, from_end=100):
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) - from_end] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_single_bit_flip_is_detected_and_resume_falls_back(tmp_path):
+    ck = tmp_path / "ck"
+    st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=4, checkpoint_dir=ck,
+           checkpoint_every=2, **_kw())
+    newest = ck / "ckpt_000000004.eqx"
+    like = st.init_state(TinyMLP(key=jr.key(0)), optax.sgd(0.1), key=jr.key(1), ema_decays=(0.5,))
+    st.verify_checkpoint(newest)
+    _flip_bit(newest)
+    with pytest.raises(st.CheckpointError, match="sha256"):
+        st.restore_checkpoint(newest, like)
+    with pytest.warns(UserWarning, match="skipping damaged checkpoint .*ckpt_000000004.eqx"):
+        resumed = st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=6,
+                         checkpoint_dir=ck, **_kw())
+    assert (ck / "ckpt_000000004.eqx.damaged").is_file()  # kept, never deleted
+    full = st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=6, **_kw())
+    for a, b in zip(leaves(full.model), leaves(resumed.model), strict=True):
+        np.testing.assert_array_equal(a, b)  # resumed from step 2 and re-did 3..6
+    # a truncated file is damaged too
+    last = st.latest_checkpoint(ck)
+    last.write_bytes(last.read_bytes()[:-7])
+    with pytest.raises(st.CheckpointError, match="bytes of array data"):
+        st.verify_checkpoint(last)
+
+
+def test_resume_refuses_a_changed_run_unless_overridden(tmp_path):
+    ck = tmp_path / "ck"
+    cfg = {"lr": 0.1, "process": "VP", "log_every": 1}
+    st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=2, checkpoint_dir=ck,
+           config=cfg, **_kw())
+    with pytest.raises(st.ConfigMismatchError, match="lr: checkpoint 0.1, now 0.2"):
+        st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=3, checkpoint_dir=ck,
+               config={**cfg, "lr": 0.2}, **_kw())
+    with pytest.raises(st.ConfigMismatchError, match="process"):
+        st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=3, checkpoint_dir=ck,
+               config={**cfg, "process": "VE"}, **_kw())
+    with pytest.raises(st.ConfigMismatchError, match="batch_size: checkpoint 16, now 8"):
+        st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(8), num_steps=3, checkpoint_dir=ck,
+               config=cfg, **_kw())
+
+    class OtherLoss(LinearDSM):
+        scale: float = 2.0
+
+    with pytest.raises(st.ConfigMismatchError, match="objective"):
+        st.fit(OtherLoss(), TinyMLP(key=jr.key(0)), batches(), num_steps=3, checkpoint_dir=ck,
+               config=cfg, **_kw())
+    with pytest.warns(UserWarning, match="log_every"):  # harmless: warns, resumes
+        s = st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=3,
+                   checkpoint_dir=ck, config={**cfg, "log_every": 5}, **_kw())
+    assert int(s.step) == 3
+    with pytest.warns(UserWarning, match="lr"):
+        s = st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=4,
+                   checkpoint_dir=ck, config={**cfg, "lr": 0.2}, allow_config_change=True,
+                   **_kw())
+    assert int(s.step) == 4
+
+
+def test_full_disk_names_the_file_and_orphan_tmp_files_are_cleaned(tmp_path, monkeypatch):
+    import errno
+
+    import sdekit.train._checkpoint as ckmod
+
+    state = st.init_state(TinyMLP(key=jr.key(0)), optax.sgd(0.1), key=jr.key(1))
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckmod, "_write_all", full)
+    with pytest.raises(OSError, match="no space left on device while writing .*ckpt_000000000"):
+        st.save_checkpoint(tmp_path, state)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    orphan = tmp_path / ".ckpt_000000007.eqx.abc123.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    other = tmp_path / "notes.tmp"
+    other.write_text("not ours")
+    st.Checkpointer(tmp_path)
+    assert not orphan.exists() and other.exists()
+
+
+def test_ema_warmup_is_default_and_a_young_ema_warns():
+    s = st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=2,
+               **_kw(ema_decays=(0.99,)))
+    assert s.ema_warmup
+    with pytest.warns(UserWarning, match="still holds 98.0% of the initial"):
+        st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=2,
+               **_kw(ema_decays=(0.99,), ema_warmup=False))
+
+
+def test_load_model_in_one_call(tmp_path):
+    from sdekit.nets import named_net
+
+    small = dict(image_size=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), nf=8)
+    net = eqx.filter_jit(lambda k: named_net("tiny", key=k, **small))(jr.key(0))
+    state = st.init_state(net, optax.sgd(0.1), key=jr.key(1), ema_decays=(0.9, 0.5))
+    state = eqx.tree_at(lambda s: s.ema[1], state,
+                        jax.tree.map(lambda x: x + 1 if eqx.is_inexact_array(x) else x,
+                                     state.ema[1]))
+    path = st.save_checkpoint(tmp_path, state,
+                              config={"model": st.model_config("tiny", **small)})
+    for ema, want in ((True, state.ema[0]), (0.5, state.ema[1]), (False, state.model)):
+        got = st.load_model(tmp_path, ema=ema)
+        for a, b in zip(leaves(got), leaves(want), strict=True):
+            np.testing.assert_array_equal(a, b)
+    mlp = st.init_state(TinyMLP(key=jr.key(0)), optax.sgd(0.1), key=jr.key(1))
+    p2 = st.save_checkpoint(tmp_path / "mlp", mlp)
+    with pytest.raises(ValueError, match="`like`"):
+        st.load_model(p2)
+    back = st.load_model(p2, like=TinyMLP(key=jr.key(3)))
+    for a, b in zip(leaves(back), leaves(mlp.ema[0]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert path.is_file()
+
+
+def test_sharded_save_restore_on_8_devices_writes_shards_not_a_gathered_copy(tmp_path):
+    from jax.sharding import PartitionSpec as P
+
+    mesh = st.make_mesh()
+    assert mesh.size == 8
+
+    def fsdp(leaf):  # shard the first axis over "data" where it divides, FSDP-style
+        return P("data") if leaf.ndim >= 1 and leaf.shape[0] % 8 == 0 else P()
+
+    opt = st.make_optimizer("adam", 1e-2, warmup_steps=1)
+    state = st.fit(LinearDSM(), TinyMLP(key=jr.key(0)), batches(), num_steps=2, optimizer=opt,
+                   key=jr.key(1), ema_decays=(0.5,), mesh=mesh, spec_fn=fsdp, progress=False)
+    w = state.model.mlp.layers[0].weight
+    assert not w.sharding.is_fully_replicated  # (16, 3) split over 8 devices
+    path = st.save_checkpoint(tmp_path, state)
+    header = st.verify_checkpoint(path)
+    table = {e["leaf"]: e for e in header["shards"]}
+    assert table and all(len(e["pieces"]) == 8 for e in table.values())  # one piece per shard
+    # the tree part holds empty placeholders: the sharded bytes are stored once, by shard
+    sharded_bytes = sum(int(np.prod(e["shape"])) * np.dtype(e["dtype"]).itemsize
+                        for e in table.values())
+    assert header["nbytes"] < sharded_bytes + 20_000
+    like = st.place_state(
+        st.init_state(TinyMLP(key=jr.key(7)), opt, key=jr.key(9), ema_decays=(0.5,)), mesh, fsdp
+    )
+    back = st.restore_checkpoint(path, like)
+    for a, b in zip(leaves((state.model, state.ema, state.opt_state)),
+                    leaves((back.model, back.ema, back.opt_state)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert back.model.mlp.layers[0].weight.sharding == w.sharding  # restored in place, sharded
+    plain = st.restore_checkpoint(  # into an unsharded template: full host arrays
+        path, st.init_state(TinyMLP(key=jr.key(7)), opt, key=jr.key(9), ema_decays=(0.5,)))
+    for a, b in zip(leaves(state.model), leaves(plain.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    net = st.load_model(path, like=TinyMLP(key=jr.key(3)))  # weights only, from the shards
+    for a, b in zip(leaves(state.ema[0]), leaves(net), strict=True):
+        np.testing.assert_array_equal(a, b)
+    _flip_bit(path, from_end=40)  # inside the shard section: still verified
+    with pytest.raises(st.CheckpointError, match="sha256"):
+        st.restore_checkpoint(path, like)

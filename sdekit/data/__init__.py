@@ -1,4 +1,10 @@
-"""Data pipelines on grain: CIFAR-10, MNIST, image folders, arrays, 2-D toy sets, transforms."""
+"""Data pipelines on grain: CIFAR-10, MNIST, image folders, arrays, 2-D toy sets, transforms.
+
+The grain pipelines (``make_pipeline``, ``make_dataset``, ``toy_source``) are imported on first
+use: ``import sdekit`` does not import grain (seconds of start-up).
+"""
+
+from typing import TYPE_CHECKING
 
 from ._download import (
     ChecksumError as ChecksumError,
@@ -14,15 +20,6 @@ from ._download import (
 )
 from ._download import (
     md5sum as md5sum,
-)
-from ._pipeline import (
-    make_dataset as make_dataset,
-)
-from ._pipeline import (
-    make_pipeline as make_pipeline,
-)
-from ._pipeline import (
-    toy_source as toy_source,
 )
 from ._sources import (
     CIFAR10 as CIFAR10,
@@ -103,3 +100,22 @@ __all__ = [
     "toy_data",
     "toy_source",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._pipeline import make_dataset as make_dataset
+    from ._pipeline import make_pipeline as make_pipeline
+    from ._pipeline import toy_source as toy_source
+
+_LAZY = {"make_dataset", "make_pipeline", "toy_source"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import _pipeline
+
+        return getattr(_pipeline, name)
+    raise AttributeError(f"module 'sdekit.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY)

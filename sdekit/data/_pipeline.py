@@ -26,11 +26,32 @@ class _Prepare:
         value_range: str | None,
         dequantize: bool,
         extra: Sequence[Callable],
+        input_range: tuple[float, float] = (0.0, 255.0),
+        input_kind: str = "u",
     ):
         self.group = group
         self.value_range = value_range
         self.dequantize = dequantize
         self.extra = tuple(extra)
+        self.input_range = input_range
+        self.input_kind = input_kind
+
+    def _map(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if x.dtype.kind != self.input_kind and not (
+            x.dtype.kind in "ui" and self.input_kind in "ui"
+        ):
+            raise ValueError(
+                f"argument `source`: an example has dtype {x.dtype}, but the pipeline was built "
+                f"for {'integer' if self.input_kind in 'ui' else 'float'} images (the first "
+                "example's dtype); every example must have the same kind of values."
+            )
+        lo, hi = self.input_range
+        x = x.astype(np.float32)
+        if self.dequantize:  # integer levels lo..hi: bins of width 1
+            u = (x - lo + rng.random(x.shape, dtype=np.float32)) / (hi - lo + 1.0)
+        else:
+            u = (x - lo) / (hi - lo)
+        return 2.0 * u - 1.0 if self.value_range == "[-1,1]" else u
 
     def __call__(self, example: dict, rng: np.random.Generator) -> dict:
         x = np.asarray(example["image"])
@@ -41,10 +62,7 @@ class _Prepare:
         elif self.group == "D4":
             x = T.random_d4(x, rng)
         if self.value_range is not None:
-            if self.dequantize:
-                x = T.dequantize(x, rng, self.value_range)
-            else:
-                x = T.scale(x, self.value_range)
+            x = self._map(x, rng)
         else:
             x = x.astype(np.float32)
         for fn in self.extra:
@@ -66,6 +84,7 @@ def make_dataset(
     drop_remainder: bool = True,
     process_index: int | None = None,
     process_count: int | None = None,
+    input_range: tuple[float, float] | None = None,
 ) -> grain.MapDataset:
     """The ``grain.MapDataset`` behind [`make_pipeline`][sdekit.data.make_pipeline] (same
     arguments)."""
@@ -111,6 +130,8 @@ def make_dataset(
             f"number of processes ({pc}); each process loads batch_size / {pc} examples."
         )
     local_batch = int(batch_size) // pc
+    prepare = _Prepare(augment, value_range, dequantize, transforms,
+                       *_input_range(source, input_range, value_range, dequantize))
     ds = grain.MapDataset.source(source)
     if pc > 1:
         ds = ds[pi::pc]  # this process's shard of the examples
@@ -123,7 +144,7 @@ def make_dataset(
     if shuffle:
         ds = ds.shuffle()  # a new permutation every epoch
     ds = ds.repeat(num_epochs)
-    ds = ds.random_map(_Prepare(augment, value_range, dequantize, transforms))
+    ds = ds.random_map(prepare)
     return ds.batch(local_batch, drop_remainder=drop_remainder)
 
 
@@ -142,16 +163,24 @@ def make_pipeline(
     process_index: int | None = None,
     process_count: int | None = None,
     num_workers: int = 0,
+    input_range: tuple[float, float] | None = None,
 ) -> grain.DatasetIterator:
     """A grain iterator of batches ``{"image": float32 (B, ...), "label": int32 (B,)}``.
 
     Steps: take this process's shard of ``source`` (examples ``process_index::process_count``),
     shuffle with ``seed`` (a fresh permutation every epoch), repeat ``num_epochs`` times
     (``None``: forever), augment (``augment`` = ``"flip"`` for random horizontal flips, ``"C4"`` /
-    ``"D4"`` for random rotations / rotations and flips), map uint8 pixels to ``value_range``
-    (``"[-1,1]"`` or ``"[0,1]"``; ``dequantize=True`` adds uniform noise first; ``None`` keeps the
-    values, e.g. for 2-D toy points), apply ``transforms`` (callables ``(image, rng) -> image``),
-    and batch. Batches may span epoch boundaries.
+    ``"D4"`` for random rotations / rotations and flips), map the values from ``input_range`` to
+    ``value_range`` (``"[-1,1]"`` or ``"[0,1]"``; ``dequantize=True`` adds uniform noise to the
+    integer levels first; ``None`` keeps the values, e.g. for 2-D toy points), apply
+    ``transforms`` (callables ``(image, rng) -> image``), and batch. Batches may span epoch
+    boundaries.
+
+    The input range is never guessed from nothing: uint8 sources (CIFAR-10, MNIST, image
+    folders) are ``(0, 255)``; any other dtype needs an explicit ``input_range`` (e.g.
+    ``(-1, 1)`` for float images already scaled, ``(0, 16)`` for 0-16 digits) or
+    ``value_range=None``, and an ``input_range`` the first example's values fall outside of is
+    refused.
 
     The iterator has ``get_state()`` / ``set_state(state)`` (JSON-able dicts), which
     [`sdekit.train.fit`][sdekit.train.fit] stores in checkpoints. Loading stays in-process by
@@ -174,6 +203,8 @@ def make_pipeline(
         process_index: this process (default ``jax.process_index()``).
         process_count: number of processes (default ``jax.process_count()``).
         num_workers: grain worker processes (0: in-process).
+        input_range: ``(low, high)`` of the source's values (default: ``(0, 255)`` for uint8
+            sources, required otherwise when ``value_range`` is set).
 
     Returns:
         A ``grain.DatasetIterator``.
@@ -191,6 +222,7 @@ def make_pipeline(
         drop_remainder=drop_remainder,
         process_index=process_index,
         process_count=process_count,
+        input_range=input_range,
     )
     if not (isinstance(num_workers, int) and num_workers >= 0):
         raise ValueError(f"argument `num_workers`: got {num_workers!r}, expected an int >= 0.")
@@ -198,6 +230,55 @@ def make_pipeline(
     if num_workers > 0:
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return iter(it_ds)
+
+
+def _first_image(source: Any) -> np.ndarray:
+    images = getattr(source, "images", None)  # ArraySource: no decoding needed
+    if isinstance(images, np.ndarray):
+        return images[:256]
+    return np.asarray(source[0]["image"])
+
+
+def _input_range(
+    source: Any, input_range: Any, value_range: str | None, dequantize: bool
+) -> tuple[tuple[float, float], str]:
+    if len(source) == 0:
+        raise ValueError("argument `source`: got an empty source, expected at least one example.")
+    x = _first_image(source)
+    kind = x.dtype.kind
+    if input_range is None:
+        if value_range is None:
+            return (0.0, 1.0), kind
+        if x.dtype != np.uint8:
+            raise ValueError(
+                f"argument `input_range`: the source gives {x.dtype} images (values "
+                f"{float(x.min()):.4g}..{float(x.max()):.4g}), and mapping them to value_range "
+                f"{value_range!r} needs their range; pass input_range=(low, high) (e.g. (-1, 1) "
+                "for images already scaled, (0, 16) for 0-16 digits) or value_range=None to keep "
+                "the values. Only uint8 sources default to (0, 255)."
+            )
+        return (0.0, 255.0), kind
+    try:
+        lo, hi = (float(v) for v in input_range)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"argument `input_range`: got {input_range!r}, expected (low, high) numbers."
+        ) from e
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"argument `input_range`: got {input_range!r}, expected low < high.")
+    if value_range is None:
+        raise ValueError("argument `input_range`: given with value_range=None (nothing to map).")
+    if x.size and (float(x.min()) < lo or float(x.max()) > hi):
+        raise ValueError(
+            f"argument `input_range`: got {input_range!r}, but the source's {x.dtype} values "
+            f"span {float(x.min()):.4g}..{float(x.max()):.4g}."
+        )
+    if dequantize and kind not in "ui":
+        raise ValueError(
+            f"argument `dequantize`: True needs integer pixel levels, but the source gives "
+            f"{x.dtype} images."
+        )
+    return (lo, hi), kind
 
 
 def toy_source(points: Any) -> ArraySource:

@@ -7,11 +7,13 @@ feed ``grain.MapDataset.source``. Image sources return uint8 HWC arrays.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pathlib
 import pickle
 import struct
 import tarfile
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,6 +100,55 @@ class ArraySource:
         return f"{type(self).__name__}(n={len(self)}, shape={shape}, dtype={dtype})"
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what the official CIFAR-10 batches contain: dicts, lists, bytes, ints and
+    numpy arrays (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype``, and
+    ``_codecs.encode`` for bytes written by Python 3).
+    Any other global (``os.system``, ``builtins.eval``, ...) is refused, so a crafted file cannot
+    run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load the global {module}.{name}: a CIFAR-10 batch holds only dicts, "
+            "lists, bytes and numpy arrays"
+        )
+
+
+def _read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    if not (isinstance(batch, dict) and b"data" in batch and b"labels" in batch):
+        raise ValueError(f"{where}: not a CIFAR-10 batch (expected a dict with data and labels).")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8):
+        raise ValueError(
+            f"{where}: data is {type(data).__name__} {getattr(data, 'dtype', '')}, expected a "
+            "uint8 array."
+        )
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(f"{where}: data of shape {data.shape}, expected (N, 3072).")
+    if not (isinstance(labels, (list, np.ndarray)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 10
+        for v in labels
+    )):
+        raise ValueError(f"{where}: labels are not a list of ints in 0..9.")
+    labels = np.asarray(labels, dtype=np.int32)
+    if labels.shape != (data.shape[0],):
+        raise ValueError(
+            f"{where}: {data.shape[0]} images but {labels.shape[0]} labels; the file is damaged."
+        )
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
 def load_cifar10(
     split: str = "train",
     *,
@@ -110,23 +161,44 @@ def load_cifar10(
 
     The tarball is fetched into the cache directory (checked against its MD5) and the pickled
     batches ``cifar-10-batches-py/data_batch_1..5`` (train) or ``test_batch`` (test) are read
-    straight from it. Each holds ``b"data"`` (``N x 3072`` uint8: the red, green, blue planes of
-    1024 pixels each, row-major) and ``b"labels"``.
+    straight from it. An already extracted ``root/cifar-10-batches-py/`` directory is used
+    instead when there is no tarball. Each batch holds ``b"data"`` (``N x 3072`` uint8: the red,
+    green, blue planes of 1024 pixels each, row-major) and ``b"labels"``. The batches are read
+    with a restricted unpickler that accepts only dicts, lists, bytes, ints and numpy arrays, so
+    a crafted file cannot execute code even with ``md5=None``.
 
     Args:
         split: ``"train"`` (50 000 images) or ``"test"`` (10 000).
         root: cache directory (default ``$SDEKIT_DATA`` or ``~/.cache/sdekit``).
         download: download the tarball if it is missing.
         url: download URL.
-        md5: expected MD5 of the tarball.
+        md5: expected MD5 of the tarball (``None`` skips the check; not recommended).
 
     Returns:
         ``(images, labels)``: uint8 ``(N, 32, 32, 3)`` NHWC and int32 ``(N,)``, in file order.
     """
     _check_split(split)
-    path = fetch("cifar-10-python.tar.gz", url, md5, root=root, download_ok=download)
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    from ._download import cache_dir
+
+    extracted = cache_dir(root) / "cifar-10-batches-py"
+    tarball = cache_dir(root) / "cifar-10-python.tar.gz"
     images, labels = [], []
+    if extracted.is_dir() and not tarball.is_file():
+        for name in names:
+            f = extracted / name
+            if not f.is_file():
+                raise FileNotFoundError(
+                    f"{f} is missing: {extracted} is not a complete CIFAR-10 python directory."
+                )
+            try:
+                x, y = _read_batch(f.read_bytes(), str(f))
+            except (pickle.UnpicklingError, EOFError, ValueError) as e:
+                raise ValueError(f"{f}: cannot read the CIFAR-10 batch ({e}).") from e
+            images.append(x)
+            labels.append(y)
+        return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+    path = fetch("cifar-10-python.tar.gz", url, md5, root=root, download_ok=download)
     try:
         with tarfile.open(path, "r:gz") as tar:
             for name in names:
@@ -139,14 +211,9 @@ def load_cifar10(
                     raise ValueError(
                         f"{path}: member {member!r} is missing; not the CIFAR-10 python tarball."
                     )
-                batch = pickle.load(f, encoding="bytes")
-                data = np.asarray(batch[b"data"], dtype=np.uint8)
-                if data.ndim != 2 or data.shape[1] != 3072:
-                    raise ValueError(
-                        f"{path}: {member} has data of shape {data.shape}, expected (N, 3072)."
-                    )
-                images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-                labels.append(np.asarray(batch[b"labels"], dtype=np.int32))
+                x, y = _read_batch(f.read(), f"{path}: {member}")
+                images.append(x)
+                labels.append(y)
     except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError) as e:
         raise ValueError(
             f"{path}: cannot read the CIFAR-10 tarball ({e}); delete it and download again."
@@ -209,6 +276,12 @@ def load_mnist(
         path = fetch(name, base_url + name, md5, root=root, download_ok=download)
         out[kind] = read_idx(path)
     images, labels = out["images"], out["labels"]
+    for kind, arr in out.items():
+        if arr.dtype != np.uint8:
+            raise ValueError(
+                f"MNIST {split} {kind}: the idx file holds {arr.dtype} values, expected uint8 "
+                "(type code 0x08); not an official MNIST file."
+            )
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(
             f"MNIST {split}: images {images.shape} and labels {labels.shape} do not match."
@@ -248,6 +321,17 @@ class MNIST(ArraySource):
         super().__init__(*load_mnist(split, root=root, download=download, **kw))
 
 
+def _is_image(path: pathlib.Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
@@ -258,6 +342,10 @@ class ImageFolder:
     sorted order; images directly in ``root`` get label 0 when there are no subfolders. Images
     are converted to ``mode`` (``"RGB"`` or ``"L"``) and optionally resized (bicubic) to
     ``size``.
+
+    Every file is checked up front (pillow ``verify``): corrupt or non-image files are skipped
+    with one warning that counts them (``self.skipped`` lists them), so training never fails
+    mid-run on a bad file. Symbolic links whose target lies outside ``root`` are refused.
 
     Args:
         root: the directory.
@@ -286,6 +374,13 @@ class ImageFolder:
                 f"argument `size`: got {size!r}, expected None or (height, width) positive ints."
             )
         exts = tuple(e.lower() for e in extensions)
+        real_root = self.root.resolve()
+        for p in self.root.rglob("*"):
+            if p.is_symlink() and not p.resolve().is_relative_to(real_root):
+                raise ValueError(
+                    f"argument `root`: {str(p)!r} is a symbolic link to {str(p.resolve())!r}, "
+                    f"outside {str(self.root)!r}; copy the file in or remove the link."
+                )
         subdirs = sorted(
             p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
         )
@@ -304,6 +399,21 @@ class ImageFolder:
                 for p in sorted(self.root.iterdir())
                 if p.suffix.lower() in exts and p.is_file()
             ]
+        good, self.skipped = [], []
+        for p, label in files:
+            if _is_image(p):
+                good.append((p, label))
+            else:
+                self.skipped.append(p)
+        if self.skipped:
+            shown = ", ".join(str(p) for p in self.skipped[:3])
+            warnings.warn(
+                f"ImageFolder: skipped {len(self.skipped)} of {len(files)} files under "
+                f"{str(self.root)!r} that are not readable images ({shown}"
+                f"{', ...' if len(self.skipped) > 3 else ''}).",
+                stacklevel=2,
+            )
+        files = good
         if not files:
             raise ValueError(
                 f"argument `root`: no images with suffixes {exts} found under {str(self.root)!r}."

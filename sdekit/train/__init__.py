@@ -1,5 +1,8 @@
-"""Training: optax optimisers, EMA, data-parallel sharding, checkpoints and the ``fit`` loop."""
+"""Training: optax optimisers, EMA, data-parallel sharding, checkpoints, the ``fit`` loop and
+the parts it is made of (checkpointer, metrics logger, sample writer) for custom loops."""
 
+from ._checkpoint import CheckpointError as CheckpointError
+from ._checkpoint import clean_orphan_tmp_files as clean_orphan_tmp_files
 from ._checkpoint import (
     latest_checkpoint as latest_checkpoint,
 )
@@ -12,14 +15,21 @@ from ._checkpoint import (
 from ._checkpoint import (
     restore_checkpoint as restore_checkpoint,
 )
+from ._checkpoint import restore_latest_good as restore_latest_good
 from ._checkpoint import (
     save_checkpoint as save_checkpoint,
 )
+from ._checkpoint import verify_checkpoint as verify_checkpoint
 from ._images import image_grid as image_grid
 from ._images import save_image_grid as save_image_grid
-from ._loop import NonFiniteError as NonFiniteError
+from ._load import load_model as load_model
+from ._load import model_config as model_config
 from ._loop import fit as fit
+from ._loop import global_batch as global_batch
 from ._loop import make_train_step as make_train_step
+from ._loop import place_state as place_state
+from ._loop import resume_data as resume_data
+from ._loop import warn_young_ema as warn_young_ema
 from ._optim import (
     current_lr as current_lr,
 )
@@ -38,6 +48,14 @@ from ._optim import (
 from ._optim import (
     make_schedule as make_schedule,
 )
+from ._parts import HARMLESS_CONFIG_KEYS as HARMLESS_CONFIG_KEYS
+from ._parts import Checkpointer as Checkpointer
+from ._parts import ConfigMismatchError as ConfigMismatchError
+from ._parts import MetricsLogger as MetricsLogger
+from ._parts import NonFiniteError as NonFiniteError
+from ._parts import SampleWriter as SampleWriter
+from ._parts import compare_config as compare_config
+from ._parts import fingerprint as fingerprint
 from ._sharding import (
     DATA_AXIS as DATA_AXIS,
 )
@@ -72,6 +90,23 @@ from ._state import TrainState as TrainState
 from ._state import init_state as init_state
 
 __all__ = [
+    "CheckpointError",
+    "Checkpointer",
+    "ConfigMismatchError",
+    "HARMLESS_CONFIG_KEYS",
+    "MetricsLogger",
+    "SampleWriter",
+    "clean_orphan_tmp_files",
+    "compare_config",
+    "fingerprint",
+    "global_batch",
+    "load_model",
+    "model_config",
+    "place_state",
+    "restore_latest_good",
+    "resume_data",
+    "verify_checkpoint",
+    "warn_young_ema",
     "DATA_AXIS",
     "NonFiniteError",
     "TrainState",

@@ -1,13 +1,12 @@
-"""The training loop: a jitted, sharded train step and ``fit``."""
+"""The training loop: a jitted, sharded train step and ``fit``, a short loop over it and the
+parts of `_parts.py` (checkpointing, metrics, sample grids)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import pathlib
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -21,9 +20,8 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
-from ._images import save_image_grid
 from ._optim import current_lr, ema_decay_at, ema_update, has_updated
+from ._parts import Checkpointer, MetricsLogger, NonFiniteError, SampleWriter, fingerprint
 from ._sharding import (
     SpecFn,
     distributed_requested,
@@ -35,40 +33,15 @@ from ._sharding import (
 )
 from ._state import TrainState, init_state
 
-__all__ = ["fit", "make_train_step", "NonFiniteError"]
-
-
-class NonFiniteError(FloatingPointError):
-    """Raised by [`fit`][sdekit.train.fit] when the loss or the gradient norm is not finite.
-
-    Attributes:
-        step: index of the failing step (0-based: the step that consumed data batch ``step``).
-        checkpoint: path of the last good checkpoint (kept on disk), or ``None`` if there is none.
-        loss: the loss at that step.
-        grad_norm: the gradient norm at that step.
-    """
-
-    def __init__(self, step: int, loss: float, grad_norm: float, checkpoint: pathlib.Path | None):
-        self.step = step
-        self.loss = loss
-        self.grad_norm = grad_norm
-        self.checkpoint = checkpoint
-        what = " and ".join(
-            name
-            for name, v in (("loss", loss), ("gradient norm", grad_norm))
-            if not math.isfinite(v)
-        )
-        where = (
-            f"the last good checkpoint is {checkpoint} (kept; resume from it after fixing the "
-            "cause)"
-            if checkpoint is not None
-            else "no checkpoint had been written yet"
-        )
-        super().__init__(
-            f"non-finite {what} at step {step} (loss={loss}, grad_norm={grad_norm}); training "
-            "stopped, "
-            f"{where}."
-        )
+__all__ = [
+    "fit",
+    "make_train_step",
+    "NonFiniteError",
+    "resume_data",
+    "global_batch",
+    "place_state",
+    "warn_young_ema",
+]
 
 
 def _split_batch(batch: Any, data_key: str, cond_key: str | None) -> tuple[Any, Any]:
@@ -199,6 +172,116 @@ def _local_rows(batch: Any, data_key: str) -> int:
     return int(np.shape(leaves[0])[0])
 
 
+def resume_data(data: Iterable, state: TrainState) -> Any:
+    """An iterator over ``data`` positioned after the batches ``state`` has consumed.
+
+    Uses the iterator's ``set_state(state.data_state)`` when both exist (grain pipelines), else
+    skips ``state.step`` batches with a warning.
+    """
+    it = iter(data)
+    start = int(state.step)
+    if start > 0:
+        if hasattr(it, "set_state") and state.data_state is not None:
+            it.set_state(state.data_state)
+        else:
+            warnings.warn(
+                f"sdekit.train.fit: the data iterator has no saved state; skipping {start} "
+                "batches to resume.",
+                stacklevel=3,
+            )
+            for _ in range(start):
+                next(it)
+    return it
+
+
+def global_batch(
+    batch: Any, mesh: Mesh, *, batch_size: int | None = None, data_key: str = "image"
+) -> tuple[Any, int]:
+    """This process's ``batch`` as global arrays sharded along ``"data"``, and the global size.
+
+    Checks the global size against ``batch_size`` (when given) and the mesh.
+    """
+    rows = _local_rows(batch, data_key)
+    size = rows * jax.process_count()
+    if batch_size is not None and size != batch_size:
+        raise ValueError(
+            f"argument `batch_size`: got {batch_size}, but the data gives a global batch of "
+            f"{size} ({rows} rows x {jax.process_count()} processes)."
+        )
+    per_device_batch_size(size, mesh)
+    return make_global_batch(batch, mesh), size
+
+
+def place_state(state: TrainState, mesh: Mesh, spec_fn: SpecFn = replicated_spec) -> TrainState:
+    """``state`` with its arrays placed on ``mesh`` by ``spec_fn`` (host-side data state kept)."""
+    data_state = state.data_state
+    state = shard_state(dataclasses.replace(state, data_state=None), mesh, spec_fn)
+    return dataclasses.replace(state, data_state=data_state)
+
+
+def warn_young_ema(state: TrainState, *, threshold: float = 0.01) -> None:
+    """Warn when an EMA without warm-up still holds more than ``threshold`` of the initial
+    weights (``decay ** steps``): the EMA is younger than its decay and worse than the raw
+    weights."""
+    if state.ema_warmup:
+        return
+    n = int(state.step)
+    for d in state.ema_decays:
+        left = d**n
+        if left > threshold:
+            warnings.warn(
+                f"sdekit.train: the EMA with decay {d} after {n} steps still holds "
+                f"{100 * left:.1f}% of the initial (untrained) weights (it needs about "
+                f"{math.ceil(math.log(threshold) / math.log(d))} steps); use ema_warmup=True or "
+                "sample from the raw weights.",
+                stacklevel=3,
+            )
+
+
+def _validate(num_steps, checkpoint_every, sample_every, log_every, batch_size,
+              checkpoint_dir, sample_fn, sample_dir) -> None:
+    _check_int("num_steps", num_steps, 0)
+    _check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
+    _check_int("sample_every", sample_every, 1, allow_none=True)
+    _check_int("log_every", log_every, 1)
+    _check_int("batch_size", batch_size, 1, allow_none=True)
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError(
+            "argument `checkpoint_every`: given without `checkpoint_dir`; pass a directory."
+        )
+    if sample_every is not None and sample_fn is None:
+        raise ValueError(
+            "argument `sample_every`: given without `sample_fn`; pass a sampler callable."
+        )
+    if sample_fn is not None and not callable(sample_fn):
+        raise ValueError(
+            f"argument `sample_fn`: got {type(sample_fn).__name__}, expected a callable."
+        )
+    if sample_fn is not None and sample_dir is None and checkpoint_dir is None:
+        raise ValueError(
+            "argument `sample_dir`: required with `sample_fn` when there is no `checkpoint_dir`."
+        )
+
+
+def _default_mesh(mesh: Any) -> Mesh:
+    if distributed_requested() and not jax.distributed.is_initialized():
+        warnings.warn(
+            "sdekit.train.fit: the environment asks for a multi-process run "
+            "(JAX_COORDINATOR_ADDRESS, SLURM or Open MPI), but jax.distributed is not "
+            "initialised; call sdekit.train.maybe_initialize_distributed() at the very start of "
+            "the script.",
+            stacklevel=3,
+        )
+    mesh = make_mesh() if mesh is None else mesh
+    if not isinstance(mesh, Mesh):
+        raise ValueError(
+            f"argument `mesh`: got {type(mesh).__name__}, expected a jax.sharding.Mesh."
+        )
+    if "data" not in mesh.axis_names:
+        raise ValueError(f"argument `mesh`: got axes {mesh.axis_names}, expected a 'data' axis.")
+    return mesh
+
+
 def fit(
     objective: Callable,
     model: Any,
@@ -208,7 +291,7 @@ def fit(
     num_steps: int,
     key: Any,
     ema_decays: Sequence[float] | float = (0.9999,),
-    ema_warmup: bool = False,
+    ema_warmup: bool = True,
     mesh: Mesh | None = None,
     spec_fn: SpecFn = replicated_spec,
     batch_size: int | None = None,
@@ -227,32 +310,40 @@ def fit(
     config: dict | None = None,
     callback: Callable[[TrainState, dict], None] | None = None,
     donate: bool = False,
+    allow_config_change: bool = False,
 ) -> TrainState:
     """Train ``model`` on ``data`` with ``objective`` for ``num_steps`` optimiser steps.
 
-    Each step takes the next batch from ``data`` (this process's share of a global batch), builds
-    a global array sharded along the mesh's ``"data"`` axis, and runs the jitted step of
-    [`make_train_step`][sdekit.train.make_train_step] (loss, gradient, optimiser, EMA).
-    Parameters, EMA and optimiser state are placed with ``spec_fn`` (replicated by default).
-    Steps are numbered from 0: step ``s`` consumes data batch ``s``; the checkpoint
-    ``ckpt_<n>.eqx`` holds the state after ``n`` completed steps.
+    A short loop over the jitted step of [`make_train_step`][sdekit.train.make_train_step] and
+    the reusable parts [`Checkpointer`][sdekit.train.Checkpointer],
+    [`MetricsLogger`][sdekit.train.MetricsLogger] and [`SampleWriter`][sdekit.train.SampleWriter]
+    (read its source to write your own loop). Each step takes the next batch from ``data``
+    (this process's share of a global batch), builds a global array sharded along the mesh's
+    ``"data"`` axis, and runs the step (loss, gradient, optimiser, EMA). Parameters, EMA and
+    optimiser state are placed with ``spec_fn`` (replicated by default). Step ``s`` (0-based)
+    consumes data batch ``s``; the checkpoint ``ckpt_<n>.eqx`` and the metrics line with
+    ``"step": n`` both describe the state after ``n`` completed steps.
 
-    Resuming: with ``checkpoint_dir`` and ``resume=True`` the latest checkpoint there is
-    restored (parameters, EMA, optimiser state, step, key and the data iterator's state via
-    ``data.set_state``), and training continues to ``num_steps``; the result equals an
-    uninterrupted run bit for bit on CPU. ``model`` may also be a
-    [`TrainState`][sdekit.train.TrainState] to continue from.
+    Resuming: with ``checkpoint_dir`` and ``resume=True`` the newest checkpoint there that
+    passes its sha256 check is restored (a damaged one is skipped with a warning and kept as
+    ``*.damaged``): parameters, EMA, optimiser state, step, key and the data iterator's state
+    via ``data.set_state``; training continues to ``num_steps`` and equals an uninterrupted run
+    bit for bit on CPU. A stored ``config`` that differs from ``config`` in a run-changing key,
+    a different objective / process, or a different global batch size raises
+    [`ConfigMismatchError`][sdekit.train.ConfigMismatchError] unless ``allow_config_change``.
+    ``model`` may also be a [`TrainState`][sdekit.train.TrainState] to continue from.
 
     Failures: a non-finite loss or gradient norm raises
     [`NonFiniteError`][sdekit.train.NonFiniteError] naming the step and the last good
     checkpoint, which is kept. ``KeyboardInterrupt`` (Ctrl-C) writes a checkpoint (when
-    ``checkpoint_dir`` is set) and re-raises.
+    ``checkpoint_dir`` is set) and re-raises. A full disk names the file being written.
 
-    Logging: a tqdm bar (``progress=False`` disables it) and, with ``metrics_path``, one JSON
-    line per ``log_every`` steps with ``step, loss, grad_norm, lr, steps_per_sec,
-    images_per_sec``. With ``sample_fn(key, model) -> images`` (NHWC in [-1, 1], or ``(N, 2)``
-    points) a PNG grid of samples from the first EMA model is written to
-    ``sample_dir/samples_<n>.png`` every ``sample_every`` steps (always with the same key).
+    Logging: a tqdm bar (which says "compiling" until the first step is compiled;
+    ``progress=False`` disables it) and, with ``metrics_path``, one JSON line per ``log_every``
+    steps with ``step, loss, grad_norm, lr, steps_per_sec, images_per_sec``. With
+    ``sample_fn(key, model) -> images`` (NHWC in [-1, 1], or ``(N, 2)`` points) a PNG grid of
+    samples from the first EMA model is written to ``sample_dir/samples_<n>.png`` every
+    ``sample_every`` steps (always with the same key).
 
     Args:
         objective: ``loss(model, key, x0, cond=None) -> scalar`` (e.g. ``sdekit.objectives.DSM``).
@@ -264,7 +355,8 @@ def fit(
         num_steps: total number of steps (including those of a resumed checkpoint).
         key: PRNG key for the training randomness.
         ema_decays: EMA rates (``()`` for none).
-        ema_warmup: VDPM's EMA warm-up ``min(decay, (1 + n) / (10 + n))``.
+        ema_warmup: VDPM's EMA warm-up ``min(decay, (1 + n) / (10 + n))`` (default on; without
+            it a warning says when the EMA still holds more than 1% of the initial weights).
         mesh: device mesh (default: all devices on a ``"data"`` axis, see
             [`make_mesh`][sdekit.train.make_mesh]).
         spec_fn: leaf -> ``PartitionSpec`` for parameters and optimiser state.
@@ -274,223 +366,107 @@ def fit(
         checkpoint_dir: directory for checkpoints (``None``: no checkpoints).
         checkpoint_every: steps between checkpoints; a final one is always written.
         keep_checkpoints: number of recent checkpoints kept.
-        resume: restore the latest checkpoint in ``checkpoint_dir`` if there is one.
+        resume: restore the latest good checkpoint in ``checkpoint_dir`` if there is one.
         sample_fn: ``sample_fn(key, model) -> images`` for periodic sample grids.
         sample_every: steps between sample grids.
         sample_dir: directory for sample PNGs (default ``checkpoint_dir/samples``).
         metrics_path: JSONL file the metrics are appended to.
         log_every: steps between metric lines and progress-bar updates of the loss.
         progress: show a tqdm progress bar.
-        config: JSON-able run configuration stored in every checkpoint.
+        config: JSON-able run configuration stored in every checkpoint and compared on resume.
         callback: ``callback(state, metrics)`` called on the host after every step (after the
             checkpoint of that step); ``metrics`` are device arrays of that step.
         donate: donate state buffers to the jitted step (less memory); the arrays of the
             ``model`` and ``key`` passed in may then be deleted, so do not use them afterwards.
+        allow_config_change: resume even if the stored configuration, objective or batch size
+            differ (they are then only warned about).
 
     Returns:
         The final [`TrainState`][sdekit.train.TrainState].
     """
-    _check_int("num_steps", num_steps, 0)
-    _check_int("checkpoint_every", checkpoint_every, 1, allow_none=True)
-    _check_int("sample_every", sample_every, 1, allow_none=True)
-    _check_int("log_every", log_every, 1)
-    _check_int("batch_size", batch_size, 1, allow_none=True)
-    if checkpoint_every is not None and checkpoint_dir is None:
-        raise ValueError(
-            "argument `checkpoint_every`: given without `checkpoint_dir`; pass a directory."
-        )
-    if sample_every is not None and sample_fn is None:
-        raise ValueError(
-            "argument `sample_every`: given without `sample_fn`; pass a sampler callable."
-        )
-    if sample_fn is not None and not callable(sample_fn):
-        raise ValueError(
-            f"argument `sample_fn`: got {type(sample_fn).__name__}, expected a callable."
-        )
-    if sample_fn is not None and sample_dir is None:
-        if checkpoint_dir is None:
-            raise ValueError(
-                "argument `sample_dir`: required with `sample_fn` when there is no "
-                "`checkpoint_dir`."
-            )
-        sample_dir = pathlib.Path(checkpoint_dir) / "samples"
-    if config is not None:
-        try:
-            json.dumps(config)
-        except TypeError as e:
-            raise ValueError(f"argument `config`: not JSON-serialisable ({e}).") from e
-
-    if distributed_requested() and not jax.distributed.is_initialized():
-        warnings.warn(
-            "sdekit.train.fit: the environment asks for a multi-process run "
-            "(JAX_COORDINATOR_ADDRESS, "
-            "SLURM or Open MPI), but jax.distributed is not initialised; call "
-            "sdekit.train.maybe_initialize_distributed() at the very start of the script.",
-            stacklevel=2,
-        )
-    mesh = make_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh):
-        raise ValueError(
-            f"argument `mesh`: got {type(mesh).__name__}, expected a jax.sharding.Mesh."
-        )
-    if "data" not in mesh.axis_names:
-        raise ValueError(f"argument `mesh`: got axes {mesh.axis_names}, expected a 'data' axis.")
+    _validate(num_steps, checkpoint_every, sample_every, log_every, batch_size, checkpoint_dir,
+              sample_fn, sample_dir)
+    mesh = _default_mesh(mesh)
     if batch_size is not None:
         per_device_batch_size(batch_size, mesh)
-
     main = jax.process_index() == 0
     if isinstance(model, TrainState):
         state = model
     else:
         state = init_state(model, optimizer, key=key, ema_decays=ema_decays, ema_warmup=ema_warmup)
-    sample_key = jr.fold_in(state.key, 0x5A4D)
-    last_ckpt: pathlib.Path | None = None
-    if checkpoint_dir is not None and resume:
-        found = latest_checkpoint(checkpoint_dir)
-        if found is not None:
-            state = restore_checkpoint(found, state)
-            last_ckpt = found
-            if progress and main:
-                tqdm.write(f"sdekit.train.fit: resumed from {found} (step {int(state.step)})")
-
-    it = iter(data)
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Checkpointer(checkpoint_dir, every=checkpoint_every, keep=keep_checkpoints,
+                            config=config, allow_config_change=allow_config_change)
+        if resume:
+            state = ckpt.restore(state)
+            if ckpt.last is not None and progress and main:
+                tqdm.write(f"sdekit.train.fit: resumed from {ckpt.last} (step {int(state.step)})")
+    samples = None
+    if sample_fn is not None:
+        where = sample_dir if sample_dir is not None else pathlib.Path(checkpoint_dir) / "samples"
+        samples = SampleWriter(sample_fn, where, every=sample_every,
+                               key=jr.fold_in(state.key, 0x5A4D))
+    it = resume_data(data, state)
     start = int(state.step)
-    if start > 0:
-        if hasattr(it, "set_state") and state.data_state is not None:
-            it.set_state(state.data_state)
-        else:
-            warnings.warn(
-                f"sdekit.train.fit: the data iterator has no saved state; skipping {start} "
-                "batches to resume.",
-                stacklevel=2,
-            )
-            for _ in range(start):
-                next(it)
+    state = place_state(state, mesh, spec_fn)
+    step_fn = make_train_step(objective, optimizer, mesh=mesh, spec_fn=spec_fn,
+                              data_key=data_key, cond_key=cond_key, donate=donate)
+    pbar = tqdm(total=num_steps, initial=start, disable=not progress or not main, desc="train",
+                dynamic_ncols=True)
+    log = MetricsLogger(metrics_path, every=log_every, total=num_steps, pbar=pbar)
+    pending = None  # (step, metrics) not yet checked: overlaps host work with the next step
 
-    state_data = state.data_state
-    state = shard_state(dataclasses.replace(state, data_state=None), mesh, spec_fn)
-    state = dataclasses.replace(state, data_state=state_data)
-    step_fn = make_train_step(
-        objective,
-        optimizer,
-        mesh=mesh,
-        spec_fn=spec_fn,
-        data_key=data_key,
-        cond_key=cond_key,
-        donate=donate,
-    )
+    def flush(p):
+        if p is not None:
+            log(*p, checkpoint=ckpt.last if ckpt else None)
 
-    metrics_file = None
-    if metrics_path is not None and main:
-        pathlib.Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-        metrics_file = open(metrics_path, "a")
-
-    pbar = tqdm(
-        total=num_steps,
-        initial=start,
-        disable=not progress or not main,
-        desc="train",
-        dynamic_ncols=True,
-    )
-    pending: tuple[int, dict] | None = None
-    window = {"t": time.perf_counter(), "steps": 0}
-    global_batch = None
-    saved_step = int(state.step) if last_ckpt is not None else -1
-
-    def process(p: tuple[int, dict]) -> None:
-        nonlocal window
-        s, m = p
-        host = {k: float(v) for k, v in jax.device_get(m).items()}
-        if not (math.isfinite(host["loss"]) and math.isfinite(host["grad_norm"])):
-            raise NonFiniteError(s, host["loss"], host["grad_norm"], last_ckpt)
-        window["steps"] += 1
-        if (s + 1) % log_every == 0 or s + 1 == num_steps:
-            now = time.perf_counter()
-            dt = max(now - window["t"], 1e-9)
-            sps = window["steps"] / dt
-            line = {
-                "step": s,
-                "loss": host["loss"],
-                "grad_norm": host["grad_norm"],
-                "lr": host["lr"] if math.isfinite(host["lr"]) else None,
-                "steps_per_sec": sps,
-                "images_per_sec": sps * (global_batch or 0),
-                "time": time.time(),
-            }
-            window = {"t": now, "steps": 0}
-            if metrics_file is not None:
-                metrics_file.write(json.dumps(line) + "\n")
-                metrics_file.flush()
-            pbar.set_postfix(loss=f"{host['loss']:.4g}", refresh=False)
-
-    def checkpoint() -> None:
-        nonlocal last_ckpt, saved_step
-        if checkpoint_dir is None or int(state.step) == saved_step:
-            return
-        last_ckpt = save_checkpoint(checkpoint_dir, state, config=config, keep=keep_checkpoints)
-        saved_step = int(state.step)
-
-    has_state = hasattr(it, "get_state")
     try:
         for s in range(start, num_steps):
-            try:
-                batch = next(it)
-            except StopIteration:
-                warnings.warn(
-                    f"sdekit.train.fit: the data ran out after {s} steps; stopping early.",
-                    stacklevel=2,
-                )
+            batch = next(it, None)
+            if batch is None:
+                warnings.warn(f"sdekit.train.fit: the data ran out after {s} steps; stopping "
+                              "early.", stacklevel=2)
                 break
-            data_state = it.get_state() if has_state else None
-            rows = _local_rows(batch, data_key)
-            global_batch = rows * jax.process_count()
-            if batch_size is not None and global_batch != batch_size:
-                raise ValueError(
-                    f"argument `batch_size`: got {batch_size}, but the data gives a global batch "
-                    "of "
-                    f"{global_batch} ({rows} rows x {jax.process_count()} processes)."
-                )
-            per_device_batch_size(global_batch, mesh)
-            gbatch = make_global_batch(batch, mesh)
+            data_state = it.get_state() if hasattr(it, "get_state") else None
+            gbatch, log.batch_size = global_batch(batch, mesh, batch_size=batch_size,
+                                                  data_key=data_key)
+            if s == start:
+                if ckpt is not None:
+                    ckpt.check_run(batch_size=log.batch_size, objective=fingerprint(objective))
+                pbar.set_description("train (compiling the step...)")
             new_state, metrics = step_fn(dataclasses.replace(state, data_state=None), gbatch)
-            if pending is not None:
-                process(pending)  # the previous step's metrics: overlaps host work with this step
-                pending = None
-            state = dataclasses.replace(new_state, data_state=data_state)
-            pending = (s, metrics)
+            if s == start:
+                pbar.set_description("train")
+            flush(pending)
+            state, pending, n = dataclasses.replace(new_state, data_state=data_state), None, s + 1
+            pending = (n, metrics)
             pbar.update(1)
-            n = s + 1
-            ckpt_due = checkpoint_every is not None and n % checkpoint_every == 0
-            sample_due = sample_every is not None and n % sample_every == 0
+            ckpt_due = ckpt is not None and ckpt.due(n)
+            sample_due = samples is not None and samples.due(n)
             if ckpt_due or sample_due or callback is not None:
-                process(pending)
+                flush(pending)
                 pending = None
             if ckpt_due:
-                checkpoint()
-            if sample_due and main:
-                images = sample_fn(sample_key, state.ema_model())
-                save_image_grid(
-                    np.asarray(jax.device_get(images)),
-                    pathlib.Path(sample_dir) / f"samples_{n:09d}.png",
-                )
+                ckpt.save(state)
+            if sample_due:
+                samples.write(n, state.ema_model())
             if callback is not None:
                 callback(state, metrics)
-        if pending is not None:
-            process(pending)
-            pending = None
-        checkpoint()
+        flush(pending)
+        pending = None
+        if ckpt is not None:
+            ckpt.save(state)
     except KeyboardInterrupt:
-        if pending is not None:
-            process(pending)  # raises NonFiniteError instead of saving a bad state
-            pending = None
-        checkpoint()
-        if last_ckpt is not None and progress:
-            tqdm.write(
-                f"sdekit.train.fit: interrupted at step {int(state.step)}; checkpoint {last_ckpt}"
-            )
+        flush(pending)  # raises NonFiniteError instead of saving a bad state
+        if ckpt is not None:
+            ckpt.save(state)
+            if progress and main:
+                tqdm.write(f"sdekit.train.fit: interrupted at step {int(state.step)}; "
+                           f"checkpoint {ckpt.last}")
         raise
     finally:
         pbar.close()
-        if metrics_file is not None:
-            metrics_file.close()
+        log.close()
+    warn_young_ema(state)
     return state

@@ -82,7 +82,7 @@ def init_state(
     *,
     key: Any,
     ema_decays: Sequence[float] | float = (0.9999,),
-    ema_warmup: bool = False,
+    ema_warmup: bool = True,
     data_state: dict | None = None,
 ) -> TrainState:
     """A fresh [`TrainState`][sdekit.train.TrainState] at step 0.
@@ -94,7 +94,8 @@ def init_state(
         optimizer: an optax optimiser, e.g. from [`make_optimizer`][sdekit.train.make_optimizer].
         key: PRNG key (typed ``jr.key`` or raw ``jr.PRNGKey`` data) for the training randomness.
         ema_decays: EMA rates; ``()`` keeps no EMA.
-        ema_warmup: use VDPM's EMA warm-up.
+        ema_warmup: use VDPM's EMA warm-up ``min(decay, (1 + n) / (10 + n))`` (default; without
+            it a young EMA is dominated by the initial weights).
         data_state: initial data-iterator state.
 
     Returns:
