@@ -37,6 +37,7 @@ __all__ = [
     "XLA_CPU_FLAG",
     "XLA_CPU_FLAG_STATUS",
     "add_compilation_cache_flag",
+    "compilation_cache_from_args",
     "configure_xla_cpu",
     "default_cache_dir",
     "enable_compilation_cache",
@@ -191,22 +192,29 @@ def enable_compilation_cache(
     return path
 
 
-def add_compilation_cache_flag(parser: argparse.ArgumentParser) -> None:
-    """Add ``--no-compile-cache`` and ``--compile-cache-dir DIR`` to an example's parser;
-    after parsing, call ``enable_compilation_cache(not args.no_compile_cache,
-    args.compile_cache_dir)``."""
-    g = parser.add_argument_group("compilation cache")
-    g.add_argument(
+def add_compilation_cache_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--no-compile-cache`` and ``--compile-cache-dir DIR`` to an example's parser (or
+    argument group); after parsing, call
+    [`compilation_cache_from_args`][sdekit.perf.compilation_cache_from_args]."""
+    parser.add_argument(
         "--no-compile-cache",
         action="store_true",
-        help="do not use JAX's persistent compilation cache (on by default; it makes a "
-        "second run start without recompiling)",
+        help="do not use JAX's persistent compilation cache (on by default: a second run "
+        "loads its compiled programs instead of recompiling)",
     )
-    g.add_argument(
+    parser.add_argument(
         "--compile-cache-dir",
         default=None,
         help="directory of the compilation cache (default: $JAX_COMPILATION_CACHE_DIR or "
         "~/.cache/sdekit/jax)",
+    )
+
+
+def compilation_cache_from_args(args: argparse.Namespace) -> str | None:
+    """``enable_compilation_cache(not args.no_compile_cache, args.compile_cache_dir)`` for the
+    flags of [`add_compilation_cache_flag`][sdekit.perf.add_compilation_cache_flag]."""
+    return enable_compilation_cache(
+        not getattr(args, "no_compile_cache", False), getattr(args, "compile_cache_dir", None)
     )
 
 

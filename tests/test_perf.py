@@ -2,6 +2,7 @@
 replaces (values and gradients), the XLA:CPU flag policy, the compilation-cache helper, and the
 UNet's nested levels."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -135,6 +136,11 @@ def test_enable_compilation_cache(tmp_path):
         jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
     with pytest.raises(ValueError, match="min_compile_time_secs"):
         perf.enable_compilation_cache(True, tmp_path, min_compile_time_secs=-1)
+    parser = argparse.ArgumentParser()
+    perf.add_compilation_cache_flag(parser)
+    args = parser.parse_args(["--no-compile-cache", "--compile-cache-dir", str(tmp_path)])
+    assert args.no_compile_cache and perf.compilation_cache_from_args(args) is None
+    assert not parser.parse_args([]).no_compile_cache
 
 
 def test_unet_levels_are_the_structure():
