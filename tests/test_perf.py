@@ -74,7 +74,8 @@ def test_fir_slices_match_depthwise_conv_values_and_gradients(kernel):
 
 
 def test_xla_cpu_flag_policy(monkeypatch):
-    # In this process a backend already exists: the flag is never added late.
+    # Once a backend exists, the flag is never added late.
+    jax.devices()
     monkeypatch.delenv("SDEKIT_XLA_CPU_FLAGS", raising=False)
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
     monkeypatch.delenv("JAX_PLATFORMS", raising=False)
