@@ -6,7 +6,8 @@ The network is issue 14's small UNet (psld_cifar10 with nf 64, ch_mult 1,2,2, 2 
 7.09 M parameters, 6 channels) used as an eps-predictor on VP; untrained (the cost does not
 depend on the weights; the adaptive methods' NFE do). Every sampler call is jitted whole
 (``jax.jit`` around ``sample(..., jit=False)``). The forward and the samplers are timed
-interleaved; min/median/max wall seconds, and the ratio of medians (1.00 = no overhead).
+interleaved; min/median/max wall seconds, the ratio of medians (1.00 = no overhead) and the
+same ratio of median CPU seconds (robust to other jobs on the machine).
 
     python benchmarks/sampler_unet.py --batch 4 --steps 10
     python benchmarks/sampler_unet.py --net tiny --quick
@@ -68,16 +69,20 @@ def main(argv=None) -> list[str]:
         f"{machine_line()} | {repeats} interleaved rounds | load average {load0:.1f} -> "
         f"{load():.1f}",
         "",
-        f"one jitted forward: {fmt_stats(f)} s (min/med/max)",
+        f"one jitted forward: {fmt_stats(f)} s (min/med/max), {f['cpu']:.4g} CPU s",
         "",
         f"| {'method':<24} | {'NFE':>4} | {'wall s min/med/max':<24} | "
-        f"{'wall / (NFE x fwd)':>18} |",
-        f"|{'-' * 26}|{'-' * 6}|{'-' * 26}|{'-' * 20}|",
+        f"{'wall / (NFE x fwd)':>18} | {'CPU / (NFE x fwd CPU)':>21} |",
+        f"|{'-' * 26}|{'-' * 6}|{'-' * 26}|{'-' * 20}|{'-' * 23}|",
     ]
     for label in methods:
         r = res[label]
         ratio = r["med"] / (nfe[label] * f["med"])
-        lines.append(f"| {label:<24} | {nfe[label]:>4} | {fmt_stats(r):<24} | {ratio:>18.2f} |")
+        ratio_cpu = r["cpu"] / (nfe[label] * f["cpu"])
+        lines.append(
+            f"| {label:<24} | {nfe[label]:>4} | {fmt_stats(r):<24} | {ratio:>18.2f} | "
+            f"{ratio_cpu:>21.2f} |"
+        )
     print("\n".join(lines))
     if a.out:
         with open(a.out, "w") as fh:
