@@ -1,53 +1,65 @@
-"""Benchmark sdekit.nets: forward and forward+backward time, parameter count and memory.
+"""Benchmark sdekit.nets: forward and forward+backward time, GFLOP/s, fraction of the machine's
+fp32 peak, parameter count, memory, and the PyTorch original's time where issue 14 gives one.
 
-Builds each named network, jit-compiles a forward pass (inference, ``key=None``) and a training
-forward+backward pass (``value_and_grad`` of a mean-squared loss, dropout active), runs each
-once to warm up, then reports the median wall time of ``--repeats`` runs. Memory is XLA's
-compiled-memory estimate (arguments + outputs + temporaries of the forward+backward program)
-and the process's peak resident set size.
+Builds each network, jit-compiles a forward pass (inference, ``key=None``) and a training
+forward+backward pass (``value_and_grad`` of a mean-squared loss, dropout active), warms both
+up, then times them interleaved (fwd, fwd+bwd, fwd, ...) for ``--repeats`` rounds and reports
+min/median/max wall seconds, the median CPU seconds (all threads; the better measure of work
+on a shared machine), XLA's FLOP count divided by the median time, and that rate as a
+fraction of the measured fp32 peak (GFLOP per CPU-second against a 2048^2 float32 matmul's in
+the same process, which is robust to other jobs on the machine). Memory: XLA's estimate for
+the forward+backward program and the process's peak RSS above what it was before the network
+was built.
 
 Example::
 
-    python benchmarks/nets.py                          # psld_cifar10 and tiny, batch 8
-    python benchmarks/nets.py --nets tiny mnist_small --batch 32 --repeats 5
-    python benchmarks/nets.py --out benchmarks/results_nets.txt
+    python benchmarks/nets.py                               # small (7.09 M) and psld_cifar10
+    python benchmarks/nets.py --nets small --batch 32 --repeats 5
+    python benchmarks/nets.py --nets tiny --quick
+    python benchmarks/nets.py --dtype bfloat16             # mixed precision (e.g. on a GPU)
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
-import statistics
 import sys
 import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from _perf_common import (
+    NETS,
+    PYTORCH_REFERENCE,
+    build_net,
+    flops,
+    fmt_stats,
+    interleave,
+    load,
+    machine_line,
+    measured_peak_gflops,
+    rates,
+)
 
+import sdekit  # noqa: F401  (first: the XLA:CPU flag policy of sdekit.perf)
 from sdekit.nets import NET_CONFIGS, count_parameters, named_net
 
-DEFAULT_SIZES = {"psld_celeba64": 64}
+
+def _rss_gib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (rss if sys.platform == "darwin" else rss * 1024) / 2**30
 
 
-def _median_time(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # warm-up (compiled already)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def bench(name: str, batch: int, image_size: int | None, repeats: int, dtype: str) -> dict:
+def bench(name: str, batch: int, repeats: int, dtype: str) -> dict:
+    rss0 = _rss_gib()
     key = jax.random.key(0)
     overrides = {"compute_dtype": dtype} if dtype != "float32" else {}
-    if image_size is not None and NET_CONFIGS[name]["arch"] == "unet":
-        overrides["image_size"] = image_size
-    net = named_net(name, key=key, **overrides)
-    size = image_size or getattr(net, "image_size", None) or DEFAULT_SIZES.get(name, 32)
+    if name in NETS:
+        net, size = build_net(name, key, **overrides)
+    else:
+        net = named_net(name, key=key, **overrides)
+        size = getattr(net, "image_size", 32)
     params, static = eqx.partition(net, eqx.is_array)
     kx, kt, kd = jax.random.split(jax.random.key(1), 3)
     x = jax.random.normal(kx, (batch, size, size, net.in_channels))
@@ -59,59 +71,97 @@ def bench(name: str, batch: int, image_size: int | None, repeats: int, dtype: st
     def loss(p, x, t, k):
         return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
 
-    train = jax.value_and_grad(loss)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fwd_c = jax.jit(forward).lower(params, x, t).compile()
-    train_c = jax.jit(train).lower(params, x, t, kd).compile()
-    compile_s = time.perf_counter() - t0
-    fwd_s = _median_time(fwd_c, (params, x, t), repeats)
-    train_s = _median_time(train_c, (params, x, t, kd), repeats)
+    compile_fwd = (time.perf_counter() - t0, time.process_time() - c0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    train_c = jax.jit(jax.value_and_grad(loss)).lower(params, x, t, kd).compile()
+    compile_train = (time.perf_counter() - t0, time.process_time() - c0)
+    res = interleave(
+        {"fwd": lambda: fwd_c(params, x, t), "train": lambda: train_c(params, x, t, kd)}, repeats
+    )
     mem = train_c.memory_analysis()
-    xla_bytes = None
+    xla_gib = None
     if mem is not None:
-        xla_bytes = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_bytes = rss if sys.platform == "darwin" else rss * 1024
+        xla_gib = (
+            mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+        ) / 2**30
     return dict(
         name=name,
+        batch=batch,
         shape=f"{batch}x{size}x{size}x{net.in_channels}",
         params=count_parameters(net),
-        compile_s=compile_s,
-        fwd_s=fwd_s,
-        train_s=train_s,
-        xla_gib=None if xla_bytes is None else xla_bytes / 2**30,
-        rss_gib=rss_bytes / 2**30,
+        compile_fwd=compile_fwd,
+        compile_train=compile_train,
+        fwd=res["fwd"],
+        train=res["train"],
+        fwd_flops=flops(fwd_c),
+        train_flops=flops(train_c),
+        xla_gib=xla_gib,
+        rss_gib=_rss_gib() - rss0,
     )
 
 
-def main(argv=None) -> None:
+def table(rows: list[dict], peak: float, header: str) -> list[str]:
+    cols = (
+        f"| {'net':<13} | {'input':<12} | {'params':>11} | {'what':<7} | {'compile s (CPU)':>15} | "
+        f"{'wall s min/med/max':<22} | {'CPU s':>7} | {'GFLOP/s':>7} | {'% peak':>6} | "
+        f"{'PyTorch s':>9} | {'speed vs PyTorch':>16} |"
+    )
+    lines = [header, "", cols, "|" + "|".join("-" * (len(c)) for c in cols.split("|")[1:-1]) + "|"]
+    for r in rows:
+        for what, st, fl, comp in (
+            ("fwd", r["fwd"], r["fwd_flops"], r["compile_fwd"]),
+            ("fwd+bwd", r["train"], r["train_flops"], r["compile_train"]),
+        ):
+            gfs, pct = rates(fl, st, peak)
+            ref = PYTORCH_REFERENCE.get((r["name"], r["batch"], what))
+            lines.append(
+                f"| {r['name']:<13} | {r['shape']:<12} | {r['params']:>11,} | {what:<7} | "
+                f"{f'{comp[0]:.1f} ({comp[1]:.1f})':>15} | {fmt_stats(st):<22} | "
+                f"{st['cpu']:>7.3f} | "
+                + f"{gfs:>7} | {pct:>6} | "
+                + (f"{ref:>9.2f}" if ref else f"{'':>9}")
+                + " | "
+                + (f"{ref / st['med']:>15.2f}x" if ref else f"{'':>16}")
+                + " |"
+            )
+    lines.append("")
+    for r in rows:
+        xla = "n/a" if r["xla_gib"] is None else f"{r['xla_gib']:.2f}"
+        ref = PYTORCH_REFERENCE.get((r["name"], r["batch"], "rss_gib"))
+        lines.append(
+            f"- {r['name']} B={r['batch']}: XLA fwd+bwd memory {xla} GiB; peak RSS above the "
+            f"runtime {r['rss_gib']:.2f} GiB" + (f" (PyTorch original: {ref} GiB)" if ref else "")
+        )
+    return lines
+
+
+def main(argv=None) -> list[str]:
+    choices = sorted(set(NETS) | set(NET_CONFIGS))
     parser = argparse.ArgumentParser(
         description=(
             "Time sdekit.nets networks under jax.jit: forward (inference) and forward+backward "
-            "(training loss gradient), median of --repeats runs after a warm-up, with the "
-            "parameter count and peak memory (XLA compiled-memory estimate of the "
-            "forward+backward program, and the process's max RSS)."
+            "(training loss gradient), interleaved, min/median/max wall seconds, CPU seconds, "
+            "GFLOP/s (XLA's FLOP count / median time), fraction of the measured fp32 peak, and "
+            "the PyTorch original's time from issue 14 where there is one."
         )
     )
     parser.add_argument(
         "--nets",
         nargs="+",
-        default=["tiny", "psld_cifar10"],
-        choices=sorted(NET_CONFIGS),
-        metavar="NAME",
-        help="named configurations to benchmark, any of: "
-        + ", ".join(sorted(NET_CONFIGS))
-        + " (default: tiny psld_cifar10)",
-    )
-    parser.add_argument("--batch", type=int, default=8, help="batch size (default: 8)")
-    parser.add_argument(
-        "--image-size",
-        type=int,
         default=None,
-        help="image side length (default: each configuration's own image_size)",
+        choices=choices,
+        metavar="NAME",
+        help="networks, any of: " + ", ".join(choices) + " ('small' is issue 14's 7.09 M net: "
+        "psld_cifar10 with nf 64, ch_mult 1,2,2, 2 res blocks; default: small psld_cifar10)",
     )
     parser.add_argument(
-        "--repeats", type=int, default=3, help="timed runs per measurement (default: 3)"
+        "--batch", type=int, nargs="+", default=None,
+        help="batch size(s), one per net or one for all (default: 32 for small, 8 otherwise)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed rounds per measurement (default: 3)"
     )
     parser.add_argument(
         "--dtype",
@@ -119,38 +169,39 @@ def main(argv=None) -> None:
         choices=["float32", "bfloat16"],
         help="compute dtype (parameters stay float32; default: float32)",
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="small and tiny only, batch 8, 2 rounds"
+    )
     parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-
-    dev = jax.devices()[0]
+    nets = args.nets or (["tiny", "small"] if args.quick else ["small", "psld_cifar10"])
+    repeats = 2 if args.quick and args.repeats == 3 else args.repeats
+    if args.batch is None:
+        batches = [8 if (args.quick or n != "small") else 32 for n in nets]
+    elif len(args.batch) == 1:
+        batches = args.batch * len(nets)
+    elif len(args.batch) == len(nets):
+        batches = args.batch
+    else:
+        parser.error(f"--batch: got {len(args.batch)} sizes for {len(nets)} nets")
+    peak = measured_peak_gflops()
+    load0 = load()
+    rows = []
+    for name, b in zip(nets, batches, strict=True):
+        rows.append(bench(name, b, repeats, args.dtype))
+        print(f"# done {name} B={b}", file=sys.stderr, flush=True)
     header = (
-        f"sdekit.nets benchmark | jax {jax.__version__} | device {dev.platform} "
-        f"({dev.device_kind}) | {platform.processor() or platform.machine()} | "
-        f"batch {args.batch} | dtype {args.dtype} | median of {args.repeats}"
+        f"sdekit.nets | {machine_line()} | dtype {args.dtype} | {repeats} interleaved rounds | "
+        f"fp32 peak (2048^2 matmul): {peak['wall']:.0f} GFLOP/s wall, {peak['cpu']:.0f} GFLOP "
+        "per CPU-second; % peak = GFLOP per CPU-second / the matmul's | load average "
+        f"{load0:.1f} -> {load():.1f}"
     )
-    cols = (
-        f"{'net':<26}{'input':>14}{'params':>13}{'compile s':>11}{'fwd s':>10}"
-        f"{'fwd+bwd s':>11}{'XLA mem GiB':>13}{'max RSS GiB':>13}"
-    )
-    lines = [header, cols, "-" * len(cols)]
+    lines = table(rows, peak, header)
     print("\n".join(lines), flush=True)
-    for name in args.nets:
-        r = bench(name, args.batch, args.image_size, args.repeats, args.dtype)
-        xla = "n/a" if r["xla_gib"] is None else f"{r['xla_gib']:.3f}"
-        line = (
-            f"{r['name']:<26}{r['shape']:>14}{r['params']:>13,}{r['compile_s']:>11.1f}"
-            f"{r['fwd_s']:>10.4f}{r['train_s']:>11.4f}{xla:>13}{r['rss_gib']:>13.2f}"
-        )
-        lines.append(line)
-        print(line, flush=True)
-    lines.append(
-        "max RSS is cumulative over the process (includes every earlier row). "
-        "XLA mem = arguments + outputs + temporaries of the compiled forward+backward."
-    )
-    print(lines[-1])
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
+    return lines
 
 
 if __name__ == "__main__":

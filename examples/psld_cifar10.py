@@ -89,6 +89,8 @@ def _add_run(ap: argparse.ArgumentParser) -> None:
                    help="small network, built-in synthetic 8x8 images and 500 steps: checks the "
                         "whole pipeline on CPU and shows learning (compare data.png with the "
                         "sample grids); flags given explicitly are kept")
+    from sdekit.perf import add_compilation_cache_flag
+    add_compilation_cache_flag(g)  # --no-compile-cache, --compile-cache-dir
 
 
 def _add_process(ap: argparse.ArgumentParser) -> None:
@@ -436,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                           "checkpoint's stored configuration; sample does not take them (train a "
                           "run with other values instead).")
     args = build().parse_args(argv)
+    from sdekit.perf import compilation_cache_from_args
+    compilation_cache_from_args(args)  # on unless --no-compile-cache
     if args.smoke:
         _smoke_overrides(args, command, _explicit(build(), argv))
         if command == "train":

@@ -5,6 +5,11 @@ Processes are re-exported here; the subpackages are ``sdekit.processes``,
 ``sdekit.train``, ``sdekit.data`` and ``sdekit.metrics``.
 """
 
+# First, before anything could initialise a JAX backend: may append the XLA:CPU convolution
+# flag to XLA_FLAGS (see sdekit.perf; opt out with SDEKIT_XLA_CPU_FLAGS=0).
+from . import perf as perf
+
+# isort: split
 from importlib.metadata import PackageNotFoundError, version
 
 from . import (

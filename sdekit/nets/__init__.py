@@ -9,7 +9,10 @@ from ._configs import count_parameters as count_parameters
 from ._configs import named_net as named_net
 from ._configs import net_kwargs as net_kwargs
 from ._dit import DiT as DiT
+from ._unet import DownLevel as DownLevel
+from ._unet import MiddleLevel as MiddleLevel
 from ._unet import UNet as UNet
+from ._unet import UpLevel as UpLevel
 from ._wrappers import SelfConditioning as SelfConditioning
 from ._wrappers import self_conditioning_forward as self_conditioning_forward
 

@@ -241,43 +241,91 @@ def fir_kernel_2d(kernel: Sequence[float | int]) -> np.ndarray:
     return (k2 / k2.sum()).astype(np.float32)
 
 
-def _depthwise_fir(
+def _fir_axis(x: Array, taps: np.ndarray, axis: int, up: int, down: int, pad: tuple[int, int]):
+    """``upfirdn`` along one axis: zero-stuff by ``up``, pad, convolve with ``taps``, keep every
+    ``down``-th sample, written as shifted slices and adds (no convolution op).
+
+    Only the non-zero samples of the zero-stuffed signal are touched (polyphase form), so the
+    cost is ``len(taps) / up`` multiply-adds per output sample; the gradient is the same kind
+    of slices, pads and adds, which XLA runs at memory speed on every backend.
+    """
+    n = x.shape[axis]
+    kf = [float(v) for v in taps[::-1]]  # upfirdn convolves: correlate with the flipped taps
+    kk = len(kf)
+    p0, p1 = pad
+    out_len = (n * up + p0 + p1 - kk) // down + 1
+    if up == 1:
+        lo, hi = max(p0, 0), max(p1, 0)
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (lo, hi)
+        xp = jnp.pad(x, widths)
+        off = lo - p0
+        y = None
+        for j, c in enumerate(kf):
+            if c == 0.0:
+                continue
+            s = off + j
+            term = jax.lax.slice_in_dim(xp, s, s + down * (out_len - 1) + 1, down, axis) * c
+            y = term if y is None else y + term
+        return y
+    if down != 1 or out_len % up != 0:
+        raise ValueError(f"_fir_axis: up={up} with down={down}, length {out_len} unsupported")
+    # Output o = up * m + r takes tap j from x[m + (r + j - p0) / up] when that is an integer.
+    m_len = out_len // up
+    shifts = [(r + j - p0) // up for r in range(up) for j in range(kk) if (r + j - p0) % up == 0]
+    lo, hi = max(0, -min(shifts)), max(0, max(shifts) + m_len - n)
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (lo, hi)
+    xp = jnp.pad(x, widths)
+    phases = []
+    for r in range(up):
+        y = None
+        for j, c in enumerate(kf):
+            if (r + j - p0) % up or c == 0.0:
+                continue
+            s = lo + (r + j - p0) // up
+            term = jax.lax.slice_in_dim(xp, s, s + m_len, 1, axis) * c
+            y = term if y is None else y + term
+        if y is None:  # a phase with no taps (only possible for kernels with zero taps)
+            y = jnp.zeros_like(jax.lax.slice_in_dim(xp, 0, m_len, 1, axis))
+        phases.append(y)
+    y = jnp.stack(phases, axis=axis + 1)
+    return y.reshape(*x.shape[:axis], out_len, *x.shape[axis + 1 :])
+
+
+def upfirdn2d(
     x: Array,
-    k2d: np.ndarray,
-    pad: tuple[int, int],
+    kernel: Sequence[float | int],
     *,
-    stride: int = 1,
-    lhs_dilation: int = 1,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+    gain: float = 1.0,
 ) -> Array:
-    c = x.shape[-1]
-    # upfirdn2d convolves (flipped kernel); the kernels used here are symmetric anyway.
-    w = np.ascontiguousarray(k2d[::-1, ::-1])[:, :, None, None]
-    w = jnp.broadcast_to(jnp.asarray(w, x.dtype), (*k2d.shape, 1, c))
-    return jax.lax.conv_general_dilated(
-        x,
-        w,
-        (stride, stride),
-        (pad, pad),
-        lhs_dilation=(lhs_dilation, lhs_dilation),
-        dimension_numbers=_DN,
-        feature_group_count=c,
-    )
+    """score_sde's ``upfirdn2d`` on NHWC ``x`` with the separable kernel ``k k^T / sum(k k^T)``
+    (times ``gain``): zero-stuff by ``up``, pad by ``pad`` on both spatial axes, convolve, and
+    keep every ``down``-th pixel.
+
+    Each spatial axis is filtered with the normalised 1-D kernel as shifted slices and adds,
+    which is exact (same sums as the 2-D depthwise convolution, up to float32 round-off) and
+    much faster on CPU than a depthwise ``conv_general_dilated``, forward and backward.
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k / k.sum() * math.sqrt(gain)
+    y = _fir_axis(x, k, 1, up, down, pad)
+    return _fir_axis(y, k, 2, up, down, pad)
 
 
 def fir_upsample(x: Array, kernel: Sequence[float | int]) -> Array:
     """2x FIR upsampling (score_sde's ``upsample_2d``): zero-stuff, then filter with 4 k k^T."""
-    k = fir_kernel_2d(kernel) * 4.0
-    p = k.shape[0] - 2
-    # upfirdn2d(up=2, pad=((p+1)//2 + 1, p//2)); lhs dilation drops the trailing zero, so the
-    # high pad grows by one.
-    return _depthwise_fir(x, k, ((p + 1) // 2 + 1, p // 2 + 1), lhs_dilation=2)
+    p = len(kernel) - 2
+    return upfirdn2d(x, kernel, up=2, pad=((p + 1) // 2 + 1, p // 2), gain=4.0)
 
 
 def fir_downsample(x: Array, kernel: Sequence[float | int]) -> Array:
     """2x FIR downsampling (score_sde's ``downsample_2d``): filter with k k^T, keep every 2nd."""
-    k = fir_kernel_2d(kernel)
-    p = k.shape[0] - 2
-    return _depthwise_fir(x, k, ((p + 1) // 2, p // 2), stride=2)
+    p = len(kernel) - 2
+    return upfirdn2d(x, kernel, down=2, pad=((p + 1) // 2, p // 2))
 
 
 def naive_upsample(x: Array) -> Array:
@@ -320,9 +368,8 @@ class Upsample(eqx.Module):
             return fir_upsample(x, self.fir_kernel)
         # upsample_conv_2d: stride-2 transposed 3x3 conv, then the FIR filter with pads (1, 1).
         h = self.conv(x, lhs_dilation=2, padding=((2, 2), (2, 2)))
-        k = fir_kernel_2d(self.fir_kernel) * 4.0
-        p = k.shape[0] - 2 - 2
-        return _depthwise_fir(h, k, ((p + 1) // 2 + 1, p // 2 + 1))
+        p = len(self.fir_kernel) - 2 - 2
+        return upfirdn2d(h, self.fir_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
 
 
 class Downsample(eqx.Module):
@@ -361,10 +408,8 @@ class Downsample(eqx.Module):
         if self.conv is None:
             return fir_downsample(x, self.fir_kernel)
         # conv_downsample_2d: FIR filter with pads (2, 2), then a stride-2 3x3 conv.
-        k = fir_kernel_2d(self.fir_kernel)
-        p = k.shape[0] - 2 + 2
-        h = _depthwise_fir(x, k, ((p + 1) // 2, p // 2))
-        return self.conv(h)
+        p = len(self.fir_kernel) - 2 + 2
+        return self.conv(upfirdn2d(x, self.fir_kernel, pad=((p + 1) // 2, p // 2)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -197,6 +197,130 @@ class _PyramidHead(eqx.Module):
         return self.conv(silu(self.norm(h.astype(dtype))))
 
 
+class _Context:
+    """Per-call state shared by the levels: the time embedding (pooled once per resolution),
+    the dropout keys (handed out in call order) and the compute dtype. Not a pytree."""
+
+    def __init__(self, temb_full: Array, block_keys, dtype):
+        self.temb_full = temb_full
+        self.cache: dict = {}
+        self.keys = block_keys
+        self.dtype = dtype
+
+    def res(self, block: ResnetBlock, h: Array) -> Array:
+        if block.up:
+            size = (2 * h.shape[1], 2 * h.shape[2])
+        elif block.down:
+            size = (h.shape[1] // 2, h.shape[2] // 2)
+        else:
+            size = (h.shape[1], h.shape[2])
+        if size not in self.cache:
+            self.cache[size] = pool_map(self.temb_full, *size)
+        key = None if self.keys is None else next(self.keys)
+        return block(h, self.cache[size], key, self.dtype)
+
+    def resample(self, layer: ResnetBlock | Downsample | Upsample, h: Array) -> Array:
+        """A level's 2x resampling: a residual block (``biggan``) or a resampling layer."""
+        if isinstance(layer, ResnetBlock):
+            return self.res(layer, h)
+        return layer(h.astype(self.dtype)).astype(jnp.float32)
+
+
+class DownLevel(eqx.Module):
+    """One resolution of the UNet's down path: ``num_res_blocks`` residual blocks (each
+    followed by attention at attention levels), then, except at the lowest resolution, the 2x
+    downsampling (a ``biggan`` residual block or a ``Downsample`` layer) and the input-pyramid
+    merge (``input_skip``: a ``_Combine`` 1x1 conv; ``residual``: a ``Downsample`` conv).
+
+    ``__call__`` appends every output to the skip list ``hs`` (block outputs, then the
+    downsampled map), exactly the maps the up path concatenates, and returns the new input
+    pyramid."""
+
+    blocks: list
+    attns: list | None
+    down: ResnetBlock | Downsample | None
+    pyramid: _Combine | Downsample | None
+    fir: bool = eqx.field(static=True)
+    fir_kernel: tuple[float, ...] = eqx.field(static=True)
+    skip_rescale: bool = eqx.field(static=True)
+
+    def __call__(self, hs: list, input_pyramid: Array | None, ctx: _Context) -> Array | None:
+        for i, block in enumerate(self.blocks):
+            h = ctx.res(block, hs[-1])
+            if self.attns is not None:
+                h = self.attns[i](h, ctx.dtype)
+            hs.append(h)
+        if self.down is None:
+            return input_pyramid
+        h = ctx.resample(self.down, hs[-1])
+        if isinstance(self.pyramid, _Combine):  # progressive_input == "input_skip"
+            input_pyramid = (
+                fir_downsample(input_pyramid, self.fir_kernel)
+                if self.fir
+                else naive_downsample(input_pyramid)
+            )
+            h = self.pyramid(input_pyramid, h).astype(jnp.float32)
+        elif self.pyramid is not None:  # progressive_input == "residual"
+            p = self.pyramid(input_pyramid.astype(ctx.dtype))
+            input_pyramid = _combine(p, h, self.skip_rescale)
+            h = input_pyramid
+        hs.append(h)
+        return input_pyramid
+
+
+class MiddleLevel(eqx.Module):
+    """The bottleneck at the lowest resolution: residual block, attention, residual block."""
+
+    res0: ResnetBlock
+    attn: AttnBlock
+    res1: ResnetBlock
+
+    def __call__(self, h: Array, ctx: _Context) -> Array:
+        h = ctx.res(self.res0, h)
+        h = self.attn(h, ctx.dtype)
+        return ctx.res(self.res1, h)
+
+
+class UpLevel(eqx.Module):
+    """One resolution of the UNet's up path: ``num_res_blocks + 1`` residual blocks, each on
+    the concatenation of the features and one skip map popped from ``hs``; attention at
+    attention levels; the output-pyramid step (``output_skip``: a ``_PyramidHead`` whose output
+    is added to the upsampled pyramid; ``residual``: the head at the lowest level, an
+    ``Upsample`` conv merged into the features above it); then, except at the full
+    resolution, the 2x upsampling (``biggan`` residual block or ``Upsample`` layer)."""
+
+    blocks: list
+    attn: AttnBlock | None
+    pyramid: _PyramidHead | Upsample | None
+    up: ResnetBlock | Upsample | None
+    lowest: bool = eqx.field(static=True)
+    progressive: str = eqx.field(static=True)
+    fir: bool = eqx.field(static=True)
+    fir_kernel: tuple[float, ...] = eqx.field(static=True)
+    skip_rescale: bool = eqx.field(static=True)
+
+    def __call__(
+        self, h: Array, hs: list, pyramid: Array | None, ctx: _Context
+    ) -> tuple[Array, Array | None]:
+        for block in self.blocks:
+            h = ctx.res(block, jnp.concatenate([h, hs.pop()], axis=-1))
+        if self.attn is not None:
+            h = self.attn(h, ctx.dtype)
+        if self.pyramid is not None:
+            if self.lowest:
+                pyramid = self.pyramid(h, ctx.dtype).astype(jnp.float32)
+            elif self.progressive == "output_skip":
+                up = fir_upsample(pyramid, self.fir_kernel) if self.fir else naive_upsample(pyramid)
+                pyramid = up + self.pyramid(h, ctx.dtype).astype(jnp.float32)
+            else:
+                p = self.pyramid(pyramid.astype(ctx.dtype))
+                pyramid = _combine(p, h, self.skip_rescale)
+                h = pyramid
+        if self.up is not None:
+            h = ctx.resample(self.up, h)
+        return h, pyramid
+
+
 _RESBLOCKS = ("biggan", "ddpm")
 _PROGRESSIVE = ("none", "output_skip", "residual")
 _PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
@@ -276,7 +400,11 @@ class UNet(eqx.Module):
     temb0: Linear
     temb1: Linear
     label_emb: Array | None
-    modules: list
+    conv_in: Conv2d
+    down_levels: list
+    middle: MiddleLevel
+    up_levels: list
+    head: _PyramidHead | None
 
     def __init__(
         self,
@@ -467,111 +595,135 @@ class UNet(eqx.Module):
         def head(ch, out, scale):
             return _PyramidHead(GroupNorm(ch), Conv2d(ch, out, 3, key=next(keys), init_scale=scale))
 
-        mods: list = []
-        channels = in_channels
-        input_pyramid_ch = channels
-        mods.append(Conv2d(channels, nf, 3, key=next(keys)))
+        lvl_static = dict(fir=self.fir, fir_kernel=self.fir_kernel, skip_rescale=skip_rescale)
+        # Built in score_sde's module order, which fixes the order of the initialisation keys.
+        self.conv_in = Conv2d(in_channels, nf, 3, key=next(keys))
+        input_pyramid_ch = in_channels
         hs_c = [nf]
         in_ch = nf
+        down_levels = []
         for i_level in range(num_res):
+            blocks, attns = [], []
             for _ in range(num_res_blocks):
                 out_ch = nf * ch_mult[i_level]
-                mods.append(resblock(in_ch, out_ch))
+                blocks.append(resblock(in_ch, out_ch))
                 in_ch = out_ch
                 if i_level in attn_levels:
-                    mods.append(attn(in_ch))
+                    attns.append(attn(in_ch))
                 hs_c.append(in_ch)
+            down, pyramid = None, None
             if i_level != num_res - 1:
                 if resblock_type == "ddpm":
-                    mods.append(
-                        Downsample(
-                            in_ch,
-                            with_conv=resamp_with_conv,
-                            fir=fir,
-                            fir_kernel=fir_kernel,
-                            key=next(keys),
-                        )
+                    down = Downsample(
+                        in_ch,
+                        with_conv=resamp_with_conv,
+                        fir=fir,
+                        fir_kernel=fir_kernel,
+                        key=next(keys),
                     )
                 else:
-                    mods.append(resblock(in_ch, down=True))
+                    down = resblock(in_ch, down=True)
                 if progressive_input == "input_skip":
-                    mods.append(
-                        _Combine(
-                            Conv2d(input_pyramid_ch, in_ch, 1, key=next(keys)), progressive_combine
-                        )
+                    pyramid = _Combine(
+                        Conv2d(input_pyramid_ch, in_ch, 1, key=next(keys)), progressive_combine
                     )
                     if progressive_combine == "cat":
                         in_ch *= 2
                 elif progressive_input == "residual":
-                    mods.append(
-                        Downsample(
-                            input_pyramid_ch,
-                            in_ch,
-                            with_conv=True,
-                            fir=fir,
-                            fir_kernel=fir_kernel,
-                            key=next(keys),
-                        )
+                    pyramid = Downsample(
+                        input_pyramid_ch,
+                        in_ch,
+                        with_conv=True,
+                        fir=fir,
+                        fir_kernel=fir_kernel,
+                        key=next(keys),
                     )
                     input_pyramid_ch = in_ch
                 hs_c.append(in_ch)
+            down_levels.append(
+                DownLevel(blocks, attns if attns else None, down, pyramid, **lvl_static)
+            )
+        self.down_levels = down_levels
 
         in_ch = hs_c[-1]
-        mods.append(resblock(in_ch))
-        mods.append(attn(in_ch))
-        mods.append(resblock(in_ch))
+        res0 = resblock(in_ch)
+        mid_attn = attn(in_ch)
+        self.middle = MiddleLevel(res0, mid_attn, resblock(in_ch))
 
+        up_levels = []
         pyramid_ch = 0
         for i_level in reversed(range(num_res)):
+            blocks = []
             for _ in range(num_res_blocks + 1):
                 out_ch = nf * ch_mult[i_level]
-                mods.append(resblock(in_ch + hs_c.pop(), out_ch))
+                blocks.append(resblock(in_ch + hs_c.pop(), out_ch))
                 in_ch = out_ch
-            if i_level in attn_levels:
-                mods.append(attn(in_ch))
-            if progressive != "none":
-                if i_level == num_res - 1:
-                    if progressive == "output_skip":
-                        mods.append(head(in_ch, out_channels, init_scale))
-                        pyramid_ch = out_channels
-                    else:
-                        mods.append(head(in_ch, in_ch, 1.0))
-                        pyramid_ch = in_ch
+            level_attn = attn(in_ch) if i_level in attn_levels else None
+            pyramid = None
+            lowest = i_level == num_res - 1
+            if progressive == "output_skip":
+                pyramid = head(in_ch, out_channels, init_scale)
+            elif progressive == "residual":
+                if lowest:
+                    pyramid = head(in_ch, in_ch, 1.0)
                 else:
-                    if progressive == "output_skip":
-                        mods.append(head(in_ch, out_channels, init_scale))
-                        pyramid_ch = out_channels
-                    else:
-                        mods.append(
-                            Upsample(
-                                pyramid_ch,
-                                in_ch,
-                                with_conv=True,
-                                fir=fir,
-                                fir_kernel=fir_kernel,
-                                key=next(keys),
-                            )
-                        )
-                        pyramid_ch = in_ch
+                    pyramid = Upsample(
+                        pyramid_ch,
+                        in_ch,
+                        with_conv=True,
+                        fir=fir,
+                        fir_kernel=fir_kernel,
+                        key=next(keys),
+                    )
+                pyramid_ch = in_ch
+            up = None
             if i_level != 0:
                 if resblock_type == "ddpm":
-                    mods.append(
-                        Upsample(
-                            in_ch,
-                            with_conv=resamp_with_conv,
-                            fir=fir,
-                            fir_kernel=fir_kernel,
-                            key=next(keys),
-                        )
+                    up = Upsample(
+                        in_ch,
+                        with_conv=resamp_with_conv,
+                        fir=fir,
+                        fir_kernel=fir_kernel,
+                        key=next(keys),
                     )
                 else:
-                    mods.append(resblock(in_ch, up=True))
+                    up = resblock(in_ch, up=True)
+            up_levels.append(
+                UpLevel(
+                    blocks,
+                    level_attn,
+                    pyramid,
+                    up,
+                    lowest=lowest,
+                    progressive=progressive,
+                    **lvl_static,
+                )
+            )
         assert not hs_c
-        if progressive != "output_skip":
-            mods.append(head(in_ch, out_channels, init_scale))
-        self.modules = mods
+        self.up_levels = up_levels
+        self.head = None if progressive == "output_skip" else head(in_ch, out_channels, init_scale)
 
     # ------------------------------------------------------------------------------------------
+
+    @property
+    def modules(self) -> list:
+        """Every layer in score_sde's flat ``modules`` order (input conv, down levels, middle,
+        up levels, output head): a read-only view of the nested levels, for code written
+        against the flat list."""
+        mods: list = [self.conv_in]
+        for lvl in self.down_levels:
+            for i, block in enumerate(lvl.blocks):
+                mods.append(block)
+                if lvl.attns is not None:
+                    mods.append(lvl.attns[i])
+            mods += [m for m in (lvl.down, lvl.pyramid) if m is not None]
+        mods += [self.middle.res0, self.middle.attn, self.middle.res1]
+        for lvl in self.up_levels:
+            mods += list(lvl.blocks)
+            mods += [m for m in (lvl.attn, lvl.pyramid, lvl.up) if m is not None]
+        if self.head is not None:
+            mods.append(self.head)
+        return mods
 
     def _embed_time(self, t: ArrayLike, x: Array, labels: Array | None) -> Array:
         tm = time_map(t, x)  # (N, h, w)
@@ -614,89 +766,18 @@ class UNet(eqx.Module):
         else:  # one split for all residual blocks (fewer PRNG ops to compile than fold_in)
             n_blocks = sum(isinstance(m, ResnetBlock) for m in self.modules)
             block_keys = iter(jax.random.split(key, n_blocks))
+        ctx = _Context(self._embed_time(t, x, labels), block_keys, dtype)
 
-        def nextkey():
-            return None if block_keys is None else next(block_keys)
-
-        temb_full = self._embed_time(t, x, labels)
-        temb_cache: dict = {}
-
-        def _run_res(block, h):
-            if block.up:
-                size = (2 * h.shape[1], 2 * h.shape[2])
-            elif block.down:
-                size = (h.shape[1] // 2, h.shape[2] // 2)
-            else:
-                size = (h.shape[1], h.shape[2])
-            if size not in temb_cache:
-                temb_cache[size] = pool_map(temb_full, *size)
-            return block(h, temb_cache[size], nextkey(), dtype)
-
-        mods = iter(self.modules)
         if self.center_input:
             x = 2.0 * x - 1.0
-        num_res = len(self.ch_mult)
         input_pyramid = x if self.progressive_input != "none" else None
-
-        hs = [next(mods)(x.astype(dtype)).astype(jnp.float32)]
-        for i_level in range(num_res):
-            for _ in range(self.num_res_blocks):
-                h = _run_res(next(mods), hs[-1])
-                if i_level in self.attn_levels:
-                    h = next(mods)(h, dtype)
-                hs.append(h)
-            if i_level != num_res - 1:
-                if self.resblock_type == "ddpm":
-                    h = next(mods)(hs[-1].astype(dtype)).astype(jnp.float32)
-                else:
-                    h = _run_res(next(mods), hs[-1])
-                if self.progressive_input == "input_skip":
-                    input_pyramid = (
-                        fir_downsample(input_pyramid, self.fir_kernel)
-                        if self.fir
-                        else naive_downsample(input_pyramid)
-                    )
-                    h = next(mods)(input_pyramid, h).astype(jnp.float32)
-                elif self.progressive_input == "residual":
-                    p = next(mods)(input_pyramid.astype(dtype))
-                    input_pyramid = _combine(p, h, self.skip_rescale)
-                    h = input_pyramid
-                hs.append(h)
-
-        h = hs[-1]
-        h = _run_res(next(mods), h)
-        h = next(mods)(h, dtype)
-        h = _run_res(next(mods), h)
-
+        hs = [self.conv_in(x.astype(dtype)).astype(jnp.float32)]
+        for level in self.down_levels:
+            input_pyramid = level(hs, input_pyramid, ctx)
+        h = self.middle(hs[-1], ctx)
         pyramid = None
-        for i_level in reversed(range(num_res)):
-            for _ in range(self.num_res_blocks + 1):
-                h = _run_res(next(mods), jnp.concatenate([h, hs.pop()], axis=-1))
-            if i_level in self.attn_levels:
-                h = next(mods)(h, dtype)
-            if self.progressive != "none":
-                if i_level == num_res - 1:
-                    pyramid = next(mods)(h, dtype).astype(jnp.float32)
-                elif self.progressive == "output_skip":
-                    up = (
-                        fir_upsample(pyramid, self.fir_kernel)
-                        if self.fir
-                        else naive_upsample(pyramid)
-                    )
-                    pyramid = up + next(mods)(h, dtype).astype(jnp.float32)
-                else:
-                    p = next(mods)(pyramid.astype(dtype))
-                    pyramid = _combine(p, h, self.skip_rescale)
-                    h = pyramid
-            if i_level != 0:
-                if self.resblock_type == "ddpm":
-                    h = next(mods)(h.astype(dtype)).astype(jnp.float32)
-                else:
-                    h = _run_res(next(mods), h)
+        for level in self.up_levels:
+            h, pyramid = level(h, hs, pyramid, ctx)
         assert not hs
-        if self.progressive == "output_skip":
-            out = pyramid
-        else:
-            out = next(mods)(h, dtype)
-        assert next(mods, None) is None
+        out = pyramid if self.head is None else self.head(h, dtype)
         return out.astype(jnp.float32)
