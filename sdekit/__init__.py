@@ -64,6 +64,9 @@ from .processes import (
 from .processes import (
     SubVP as SubVP,
 )
+from .processes import (
+    Interpolant as Interpolant,
+)
 from .sampling import log_likelihood as log_likelihood
 from .sampling import sample as sample
 

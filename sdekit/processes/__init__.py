@@ -41,3 +41,6 @@ from ._linear_sde import (
     stationary_covariance as stationary_covariance,
 )
 from ._logsnr import LogSNR as LogSNR
+from ._interpolant import PATHS as PATHS
+from ._interpolant import Interpolant as Interpolant
+from ._interpolant import sit_time as sit_time

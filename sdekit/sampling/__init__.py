@@ -57,3 +57,10 @@ from ._solvers import (
     EulerMaruyama as EulerMaruyama,
 )
 from ._sscs import SSCS as SSCS
+from ._async import AsyncSchedule as AsyncSchedule
+from ._async import sample_async as sample_async
+from ._interpolant import DIFFUSION_FORMS as DIFFUSION_FORMS
+from ._interpolant import LAST_STEPS as LAST_STEPS
+from ._interpolant import InterpolantSDE as InterpolantSDE
+from ._interpolant import diffusion_coefficient as diffusion_coefficient
+from ._interpolant import velocity_and_score as velocity_and_score
