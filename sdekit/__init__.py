@@ -56,6 +56,9 @@ from .processes import (
     AbstractProcess as AbstractProcess,
 )
 from .processes import (
+    Interpolant as Interpolant,
+)
+from .processes import (
     LinearSDE as LinearSDE,
 )
 from .processes import (
@@ -63,9 +66,6 @@ from .processes import (
 )
 from .processes import (
     SubVP as SubVP,
-)
-from .processes import (
-    Interpolant as Interpolant,
 )
 from .sampling import log_likelihood as log_likelihood
 from .sampling import sample as sample

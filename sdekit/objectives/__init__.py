@@ -5,18 +5,6 @@ from ._dsm import WEIGHTINGS as WEIGHTINGS
 from ._hsm import HSM as HSM
 from ._hsm import AugmentedDSM as AugmentedDSM
 from ._hsm import hsm_loss as hsm_loss
-from ._time import (
-    AbstractTimeSampler as AbstractTimeSampler,
-)
-from ._time import (
-    LogNormalTime as LogNormalTime,
-)
-from ._time import (
-    StratifiedTime as StratifiedTime,
-)
-from ._time import (
-    UniformTime as UniformTime,
-)
 from ._interpolant import COMBOSTOC_MODES as COMBOSTOC_MODES
 from ._interpolant import INTERPOLANT_PREDICTIONS as INTERPOLANT_PREDICTIONS
 from ._interpolant import INTERPOLANT_WEIGHTINGS as INTERPOLANT_WEIGHTINGS
@@ -29,3 +17,15 @@ from ._interpolant import drift_var as drift_var
 from ._interpolant import mode_shape as mode_shape
 from ._interpolant import sit_eps as sit_eps
 from ._interpolant import sit_interval as sit_interval
+from ._time import (
+    AbstractTimeSampler as AbstractTimeSampler,
+)
+from ._time import (
+    LogNormalTime as LogNormalTime,
+)
+from ._time import (
+    StratifiedTime as StratifiedTime,
+)
+from ._time import (
+    UniformTime as UniformTime,
+)

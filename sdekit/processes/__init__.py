@@ -13,6 +13,9 @@ from ._gaussian import EDM as EDM
 from ._gaussian import VE as VE
 from ._gaussian import VP as VP
 from ._gaussian import SubVP as SubVP
+from ._interpolant import PATHS as PATHS
+from ._interpolant import Interpolant as Interpolant
+from ._interpolant import sit_time as sit_time
 from ._linear_sde import (
     CLD as CLD,
 )
@@ -41,6 +44,3 @@ from ._linear_sde import (
     stationary_covariance as stationary_covariance,
 )
 from ._logsnr import LogSNR as LogSNR
-from ._interpolant import PATHS as PATHS
-from ._interpolant import Interpolant as Interpolant
-from ._interpolant import sit_time as sit_time

@@ -153,7 +153,9 @@ def _run_async(key, fn, schedule, x_given, n, method, solver, diffusion, norm):
         moving = dt != 0
         v, sc = velocity_and_score(fn, x, tau)
         if method == "ode":
-            x_new = x + v * dt
+            # held elements keep their value exactly (their velocity may be NaN at tau = 0,
+            # e.g. VP's sigma'(0) = inf), also in the state the second stage evaluates
+            x_new = jnp.where(moving, x + v * dt, x)
             if heun:
                 v2, _ = velocity_and_score(fn, x_new, tau_next)
                 x_h = x + 0.5 * (v + v2) * dt

@@ -94,6 +94,9 @@ class InterpolantSDE(AbstractSampler):
     ``sigma``). ``last_step``: ``mean`` (``x + F h_last``, no noise), ``tweedie`` (the
     posterior mean ``E[x_0 | x]``), ``euler`` (a probability-flow step ``x - v h_last``) or
     ``None`` (the grid then ends at ``t_end``). One network call gives both ``v`` and ``s``.
+    ``mean`` keeps the score term ``w s h_last``, which biases the result where ``w(t_end)``
+    is large: with ``diffusion="constant"`` use ``last_step="euler"`` (on a Gaussian oracle
+    ``mean`` leaves a 12 % covariance error at any step count, ``euler`` about 1 %).
     **NFE** = ``(num_steps - 1)`` (Euler) or ``2 (num_steps - 1)`` (Heun), plus 1 for a last
     step. The result is final (`sample` adds no denoising step).
     """
@@ -136,8 +139,13 @@ class InterpolantSDE(AbstractSampler):
         if not t_grid_end < t_start:
             raise arg_error("t_end", t_end, f"a time below t_start - last_step_size = "
                             f"{t_start - h_last} (t_start = {t_start})")
+        with jax.ensure_compile_time_eval():  # concrete checks, also when traced by `sample`
+            return self._check_ends(process, t_end, t_start, t_grid_end, h_last)
+
+    def _check_ends(self, process, t_end, t_start, t_grid_end, h_last):
         w0 = float(self.w(process, t_start))
-        if not math.isfinite(w0):
+        singular = self.diffusion == "SBDM" and not float(process.alpha(t_start)) > 1e-6
+        if singular or not math.isfinite(w0):  # SBDM: g^2/2 diverges where alpha -> 0
             raise arg_error("t_start", t_start, f"a time where the {self.diffusion!r} diffusion "
                             "is finite (e.g. 1 - 1e-3: see sdekit.objectives.sit_interval)")
         evaluated_end = t_grid_end if (self.solver == "heun" or h_last > 0) else None
