@@ -40,7 +40,7 @@ def test_conversions_match_vdpm_reference(vdpm_ref):
                                    ref[keys["pred_v_from_x0(x_t,x0)"]], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("p", PROCESSES, ids=lambda p: type(p).__name__ + getattr(p, "schedule", ""))
+@pytest.mark.parametrize("p", PROCESSES, ids=lambda p: type(p).__name__ + type(p.schedule).__name__)
 def test_round_trip_every_kind_with_per_element_time(p):
     with jax.enable_x64(True):
         key = jr.key(0)

@@ -1,8 +1,9 @@
 """Forward processes: drift, diffusion, reflection, prior and closed-form marginals."""
 
-from ._base import (
+from ._affine import (
     AbstractAffineGaussianProcess as AbstractAffineGaussianProcess,
 )
+from ._affine import AffineProcess as AffineProcess
 from ._base import (
     AbstractGaussianProcess as AbstractGaussianProcess,
 )
@@ -44,3 +45,18 @@ from ._linear_sde import (
     stationary_covariance as stationary_covariance,
 )
 from ._logsnr import LogSNR as LogSNR
+from ._schedules import AbstractLogSNRSchedule as AbstractLogSNRSchedule
+from ._schedules import AbstractSchedule as AbstractSchedule
+from ._schedules import AbstractVPSchedule as AbstractVPSchedule
+from ._schedules import CosineSchedule as CosineSchedule
+from ._schedules import EDMSchedule as EDMSchedule
+from ._schedules import GeometricSchedule as GeometricSchedule
+from ._schedules import LinearBetaSchedule as LinearBetaSchedule
+from ._schedules import LogSNRCosineSchedule as LogSNRCosineSchedule
+from ._schedules import LogSNRLegacySchedule as LogSNRLegacySchedule
+from ._schedules import LogSNRLinearSchedule as LogSNRLinearSchedule
+from ._schedules import LogSNRSigmoidSchedule as LogSNRSigmoidSchedule
+from ._schedules import SubVPSchedule as SubVPSchedule
+from ._schedules import linear_beta as linear_beta
+from ._schedules import linear_beta_integral as linear_beta_integral
+from ._schedules import linear_beta_integral_inverse as linear_beta_integral_inverse

@@ -7,15 +7,12 @@ the Itô SDE ``dx = f(t, x) dt + g(t, x) dW`` together with its reflection map a
 from __future__ import annotations
 
 import abc
-import math
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import check_order, check_real
 from .._custom_types import Array, Data, Key, Shape, Time
-from .._errors import broadcast_time
 
 
 class AbstractProcess(eqx.Module):
@@ -37,10 +34,9 @@ class AbstractProcess(eqx.Module):
         for name in ("t0", "t1"):
             if not hasattr(self, name):
                 raise TypeError(f"{type(self).__name__} must define the attribute `{name}`.")
-        if not float(self.t0) < float(self.t1):
-            raise ValueError(
-                f"arguments `t0` and `t1`: got t0={self.t0!r} and t1={self.t1!r}, expected t0 < t1."
-            )
+        check_real("t0", self.t0, lo=0.0)
+        check_real("t1", self.t1)
+        check_order("t0", self.t0, "t1", self.t1)
 
     @abc.abstractmethod
     def drift(self, t: Time, x: Data) -> Data:
@@ -123,97 +119,3 @@ class AbstractGaussianProcess(AbstractProcess):
         return self.perturb(x0, t, eps)
 
 
-class AbstractAffineGaussianProcess(AbstractGaussianProcess):
-    """Gaussian process with ``p(x_t | x_0) = N(alpha(t) x_0, sigma(t)^2 I)``.
-
-    VP, sub-VP, VE, EDM and the log-SNR family are of this kind. The SDE is
-    ``dx = f(t) x dt + g(t) dW`` with ``f = d log alpha / dt`` and
-    ``g^2 = d sigma^2 / dt - 2 f sigma^2``; subclasses give ``alpha`` and ``sigma`` and may
-    override the derivatives with closed forms (the defaults use forward-mode autodiff).
-    """
-
-    @abc.abstractmethod
-    def alpha(self, t: Time) -> Array:
-        """Signal scale ``alpha(t)``."""
-
-    @abc.abstractmethod
-    def sigma(self, t: Time) -> Array:
-        """Noise scale ``sigma(t)``."""
-
-    def logsnr(self, t: Time) -> Array:
-        """``log(alpha^2 / sigma^2)``."""
-        return 2.0 * (jnp.log(self.alpha(t)) - jnp.log(self.sigma(t)))
-
-    def _dt(self, fn, t):
-        t = jnp.asarray(t, dtype=jnp.result_type(t, float))
-        return jax.jvp(fn, (t,), (jnp.ones_like(t),))
-
-    def f(self, t: Time) -> Array:
-        """Drift coefficient ``f(t) = d log alpha / dt``."""
-        _, d = self._dt(lambda s: jnp.log(self.alpha(s)), t)
-        return d
-
-    def g2(self, t: Time) -> Array:
-        """Squared diffusion ``g(t)^2 = d sigma^2/dt - 2 f(t) sigma(t)^2``."""
-        s2, ds2 = self._dt(lambda s: self.sigma(s) ** 2, t)
-        return ds2 - 2.0 * self.f(t) * s2
-
-    # --- SDE -------------------------------------------------------------------------------
-    def drift(self, t: Time, x: Data) -> Data:
-        return self.f(broadcast_time(t, x)) * x
-
-    def diffusion(self, t: Time, x: Data) -> Array:
-        return jnp.broadcast_to(jnp.sqrt(self.g2(broadcast_time(t, x))), x.shape)
-
-    # --- marginals -------------------------------------------------------------------------
-    def marginal(self, x0: Data, t: Time) -> tuple[Data, Array]:
-        t = broadcast_time(t, x0)
-        return self.alpha(t) * x0, jnp.broadcast_to(self.sigma(t), x0.shape)
-
-    def perturb(self, x0: Data, t: Time, eps: Data) -> Data:
-        t = broadcast_time(t, x0)
-        return self.alpha(t) * x0 + self.sigma(t) * eps
-
-    def conditional_score(self, x_t: Data, x0: Data, t: Time) -> Data:
-        t = broadcast_time(t, x_t)
-        return -(x_t - self.alpha(t) * x0) / self.sigma(t) ** 2
-
-    # --- prior -----------------------------------------------------------------------------
-    def prior_std(self) -> Array:
-        """Standard deviation of the prior ``N(0, sigma(t1)^2 I)``."""
-        return self.sigma(jnp.asarray(self.t1))
-
-    def prior_sample(self, key: Key, shape: Shape) -> Data:
-        return self.prior_std() * jr.normal(key, tuple(shape))
-
-    def prior_log_prob(self, z: Data) -> Array:
-        s = self.prior_std()
-        lp = -0.5 * (z / s) ** 2 - jnp.log(s) - 0.5 * math.log(2 * math.pi)
-        return jnp.sum(lp.reshape(lp.shape[0], -1), axis=-1)
-
-    # --- parameterisation conversions ------------------------------------------------------
-    def eps_to_score(self, eps: Data, x_t: Data, t: Time) -> Data:
-        return -eps / self.sigma(broadcast_time(t, x_t))
-
-    def score_to_eps(self, score: Data, x_t: Data, t: Time) -> Data:
-        return -score * self.sigma(broadcast_time(t, x_t))
-
-    def eps_to_x0(self, eps: Data, x_t: Data, t: Time) -> Data:
-        t = broadcast_time(t, x_t)
-        return (x_t - self.sigma(t) * eps) / self.alpha(t)
-
-    def x0_to_eps(self, x0: Data, x_t: Data, t: Time) -> Data:
-        t = broadcast_time(t, x_t)
-        return (x_t - self.alpha(t) * x0) / self.sigma(t)
-
-    def v_to_eps(self, v: Data, x_t: Data, t: Time) -> Data:
-        """``eps`` from ``v = alpha eps - sigma x0`` (Salimans & Ho), for any alpha, sigma."""
-        t = broadcast_time(t, x_t)
-        a, s = self.alpha(t), self.sigma(t)
-        return (s * x_t + a * v) / (a**2 + s**2)
-
-    def eps_to_v(self, eps: Data, x_t: Data, t: Time) -> Data:
-        t = broadcast_time(t, x_t)
-        a, s = self.alpha(t), self.sigma(t)
-        x0 = (x_t - s * eps) / a
-        return a * eps - s * x0

@@ -36,6 +36,7 @@ import scipy.linalg
 from .._custom_types import Array, Data, Key, Shape, Time
 from .._errors import arg_error, check_choice, check_less
 from ._base import AbstractGaussianProcess
+from ._schedules import linear_beta, linear_beta_integral
 
 DECOMP_MODES = ("lower", "upper")
 PSLD_MODES = ("score_xm", "score_m", "score_x")
@@ -271,13 +272,12 @@ class AbstractLinearSDE(AbstractGaussianProcess):
         return int(self.drift_matrix().shape[0])
 
     def beta(self, t: Time) -> Array:
-        t = jnp.asarray(t)
-        return self.beta_min + (self.beta_max - self.beta_min) * t
+        """``beta(t) = beta_min + t (beta_max - beta_min)``."""
+        return linear_beta(self.beta_min, self.beta_max, t)
 
     def integrated_beta(self, t: Time) -> Array:
         """``B(t) = int_0^t beta``."""
-        t = jnp.asarray(t)
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+        return linear_beta_integral(self.beta_min, self.beta_max, t)
 
     # --- shapes ------------------------------------------------------------------------------
     def state_shape(self, data_shape: Shape) -> Shape:

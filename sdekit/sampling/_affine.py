@@ -3,22 +3,20 @@
 An affine process has ``x_t = alpha(t) x_0 + sigma(t) eps``. The scaled state ``x_t / alpha(t)``
 is data plus noise of level ``sigma~(t) = sigma(t) / alpha(t) = exp(-logsnr(t) / 2)``, which is
 how EDM and DPM-Solver see every process. This module maps noise levels back to process times
-(`sigma_to_time`: closed forms for EDM, VE, linear VP and the sigmoid log-SNR schedule,
-a vectorised bisection on the log-SNR otherwise) and builds time grids that are uniform or
+(`sigma_to_time`: the process's ``t_from_scaled_sigma``, a closed form where its schedule
+has one, a vectorised bisection on the log-SNR otherwise) and builds time grids that are uniform or
 Karras-spaced in ``sigma~`` or uniform in log-SNR.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from .._custom_types import Array
 from .._errors import arg_error, check_choice
-from ..processes import EDM, VE, VP, AbstractAffineGaussianProcess, AbstractProcess, LogSNR
+from ..processes import AbstractAffineGaussianProcess, AbstractProcess
 from ._grids import GRIDS, time_grid
 
 #: Grids of the affine samplers: ``time_grid``'s kinds plus ``logsnr`` (uniform in log-SNR) and
@@ -43,41 +41,18 @@ def check_steps(num_steps: Any) -> None:
 
 def scaled_sigma(process: AbstractAffineGaussianProcess, t: Any) -> Array:
     """``sigma~(t) = sigma(t) / alpha(t)``, the noise level of ``x_t / alpha(t)``."""
-    return jnp.exp(-0.5 * process.logsnr(t))
+    return process.scaled_sigma(t)
 
 
 def sigma_to_time(process: AbstractAffineGaussianProcess, sigma: Any, *, iters: int = 64) -> Array:
     """The process time ``t`` with ``sigma(t) / alpha(t) = sigma`` (elementwise).
 
-    ``sigma~`` is increasing in ``t``. Closed forms are used for ``EDM`` (``t = sigma``), ``VE``,
-    linear ``VP`` and the ``sigmoid`` log-SNR schedule; any other process is inverted by bisection
-    of its log-SNR on ``[0, t1]`` (values outside the range are clamped to it).
+    ``sigma~`` is increasing in ``t``. This is the process's own
+    `t_from_scaled_sigma`: a closed form where its schedule has one (VP, sub-VP, VE, EDM and
+    the linear, sigmoid and cosine log-SNR schedules), a bisection of the log-SNR on
+    ``[0, t1]`` otherwise (values outside the range are clamped to it).
     """
-    sigma = jnp.asarray(sigma, dtype=jnp.result_type(sigma, float))
-    if type(process) is EDM:
-        return sigma
-    if type(process) is VE:
-        return jnp.log(sigma / process.sigma_min) / math.log(process.sigma_max / process.sigma_min)
-    if type(process) is VP and process.schedule == "linear":
-        b = jnp.log1p(sigma**2)  # integrated beta
-        lo, d = process.beta_min, process.beta_max - process.beta_min
-        return 2.0 * b / (lo + jnp.sqrt(lo**2 + 2.0 * d * b))
-    if type(process) is LogSNR and process.schedule == "sigmoid":
-        lam = -2.0 * jnp.log(sigma)
-        return (process.logsnr_max - lam) / (process.logsnr_max - process.logsnr_min)
-    target = -2.0 * jnp.log(sigma)
-    lo = jnp.zeros_like(sigma)
-    hi = jnp.full_like(sigma, float(process.t1))
-
-    def body(_, bounds):
-        a, b = bounds
-        mid = 0.5 * (a + b)
-        lam = process.logsnr(mid)
-        above = jnp.where(jnp.isnan(lam), True, lam > target)  # still too clean: go later
-        return jnp.where(above, mid, a), jnp.where(above, b, mid)
-
-    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    return 0.5 * (lo + hi)
+    return process.t_from_scaled_sigma(sigma, iters=iters)
 
 
 def affine_grid(
