@@ -15,7 +15,9 @@ from ._gaussian import VE as VE
 from ._gaussian import VP as VP
 from ._gaussian import SubVP as SubVP
 from ._interpolant import PATHS as PATHS
+from ._interpolant import GVPSchedule as GVPSchedule
 from ._interpolant import Interpolant as Interpolant
+from ._interpolant import LinearInterpolantSchedule as LinearInterpolantSchedule
 from ._interpolant import sit_time as sit_time
 from ._linear_sde import (
     CLD as CLD,

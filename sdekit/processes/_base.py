@@ -7,6 +7,7 @@ the Itô SDE ``dx = f(t, x) dt + g(t, x) dW`` together with its reflection map a
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax.random as jr
@@ -26,6 +27,10 @@ class AbstractProcess(eqx.Module):
     override `state_shape` and `data_part`; for every other process the state is the
     data.
     """
+
+    #: Whether the state space is bounded; a bounded process folds states back with `reflect`,
+    #: and the samplers apply it after every step (or refuse the process).
+    bounded: ClassVar[bool] = False
 
     # Concrete subclasses supply ``t0`` and ``t1`` (the time domain the process is trained on) as
     # fields; they are not declared here so that each subclass keeps its own field order.
@@ -47,7 +52,7 @@ class AbstractProcess(eqx.Module):
         """Forward diffusion ``g(t, x)``: a scalar or an array broadcastable to ``x``."""
 
     def reflect(self, x: Data) -> Data:
-        """Map a state back into the domain. The identity on unbounded domains."""
+        """Map a state back into the domain (bounded processes). The identity by default."""
         return x
 
     def state_shape(self, data_shape: Shape) -> Shape:

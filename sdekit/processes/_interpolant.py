@@ -22,12 +22,16 @@ path is sdekit's linear `VP` process; SiT calls ``beta_min``, ``beta_max`` ``sig
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 
-from .._custom_types import Array, Data, Time
-from .._errors import arg_error, broadcast_time, check_choice, check_less, check_positive
-from ._base import AbstractAffineGaussianProcess
+from .._checks import static_float
+from .._custom_types import Array, Data, ScalarTime, Time
+from .._errors import arg_error, broadcast_time, check_choice, check_less
+from ._affine import AbstractAffineGaussianProcess
+from ._schedules import AbstractSchedule, LinearBetaSchedule
 
 PATHS: tuple[str, ...] = ("linear", "gvp", "vp")
 
@@ -36,14 +40,100 @@ def _float(t: Time) -> Array:
     return jnp.asarray(t, dtype=jnp.result_type(t, float))
 
 
+class LinearInterpolantSchedule(AbstractSchedule):
+    """SiT's ``Linear`` path (rectified flow): ``alpha(t) = 1 - t``, ``sigma(t) = t`` (sdekit
+    time), with closed forms ``f = -1/(1 - t)``, ``g^2 = 2 t/(1 - t)`` and the inverses
+    ``t = 1 / (1 + exp(logsnr / 2))``, ``t = s / (1 + s)`` for ``s = sigma/alpha``."""
+
+    def alpha(self, t: Time) -> Array:
+        return 1.0 - _float(t)
+
+    def sigma(self, t: Time) -> Array:
+        return _float(t)
+
+    def d_alpha(self, t: Time) -> Array:
+        """``d alpha / dt = -1``."""
+        return -jnp.ones_like(_float(t))
+
+    def d_sigma(self, t: Time) -> Array:
+        """``d sigma / dt = 1``."""
+        return jnp.ones_like(_float(t))
+
+    def f(self, t: Time) -> Array:
+        return -1.0 / (1.0 - _float(t))
+
+    def g2(self, t: Time) -> Array:
+        t = _float(t)
+        return 2.0 * t / (1.0 - t)
+
+    def t_from_logsnr(self, logsnr: Any, **kwargs: Any) -> Array:
+        return 1.0 / (1.0 + jnp.exp(0.5 * _float(logsnr)))
+
+    def t_from_scaled_sigma(self, sigma: Any, **kwargs: Any) -> Array:
+        s = _float(sigma)
+        return s / (1.0 + s)
+
+
+class GVPSchedule(AbstractSchedule):
+    """SiT's ``GVP`` path (generalised variance preserving, ``alpha^2 + sigma^2 = 1``):
+    ``alpha(t) = cos(pi t / 2)``, ``sigma(t) = sin(pi t / 2)`` (sdekit time), with closed forms
+    ``f = -(pi/2) tan(pi t / 2)``, ``g^2 = pi tan(pi t / 2)`` and
+    ``t = (2/pi) atan(sigma/alpha)``."""
+
+    def alpha(self, t: Time) -> Array:
+        return jnp.cos(0.5 * math.pi * _float(t))
+
+    def sigma(self, t: Time) -> Array:
+        return jnp.sin(0.5 * math.pi * _float(t))
+
+    def d_alpha(self, t: Time) -> Array:
+        """``d alpha / dt = -(pi/2) sin(pi t / 2)``."""
+        return -0.5 * math.pi * jnp.sin(0.5 * math.pi * _float(t))
+
+    def d_sigma(self, t: Time) -> Array:
+        """``d sigma / dt = (pi/2) cos(pi t / 2)``."""
+        return 0.5 * math.pi * jnp.cos(0.5 * math.pi * _float(t))
+
+    def logsnr(self, t: Time) -> Array:
+        return -2.0 * jnp.log(jnp.tan(0.5 * math.pi * _float(t)))
+
+    def f(self, t: Time) -> Array:
+        return -0.5 * math.pi * jnp.tan(0.5 * math.pi * _float(t))
+
+    def g2(self, t: Time) -> Array:
+        return math.pi * jnp.tan(0.5 * math.pi * _float(t))
+
+    def prior_std(self, t1: ScalarTime) -> Array:
+        return self.sigma(_float(t1))
+
+    def t_from_logsnr(self, logsnr: Any, **kwargs: Any) -> Array:
+        return 2.0 / math.pi * jnp.arctan(jnp.exp(-0.5 * _float(logsnr)))
+
+    def t_from_scaled_sigma(self, sigma: Any, **kwargs: Any) -> Array:
+        return 2.0 / math.pi * jnp.arctan(_float(sigma))
+
+
+def _schedule(path: str, beta_min: Any, beta_max: Any) -> AbstractSchedule:
+    check_choice("path", path, PATHS)
+    if path == "linear":
+        return LinearInterpolantSchedule()
+    if path == "gvp":
+        return GVPSchedule()
+    return LinearBetaSchedule(beta_min, beta_max)
+
+
 class Interpolant(AbstractAffineGaussianProcess):
     """A SiT stochastic interpolant ``x_t = alpha(t) x_0 + sigma(t) eps`` (paths ``linear``,
     ``gvp``, ``vp``; see the module docstring for the formulas and the mapping to SiT's time).
 
-    As a process it is the affine SDE ``dx = f(t) x dt + g(t) dW`` with these marginals
-    (SiT's ``SBDM`` diffusion); other diffusion forms with the same marginals are sampler
-    options ([`InterpolantSDE`][sdekit.sampling.InterpolantSDE]). Velocity predictions
-    convert to noise, score and data through the stable forms
+    It is the affine process of its schedule
+    ([`LinearInterpolantSchedule`][sdekit.processes.LinearInterpolantSchedule],
+    [`GVPSchedule`][sdekit.processes.GVPSchedule] or, for ``vp``,
+    [`LinearBetaSchedule`][sdekit.processes.LinearBetaSchedule]): the SDE
+    ``dx = f(t) x dt + g(t) dW`` with these marginals is SiT's ``SBDM`` diffusion; other
+    diffusion forms with the same marginals are sampler options
+    ([`InterpolantSDE`][sdekit.sampling.InterpolantSDE]). Velocity predictions convert to
+    noise, score and data through the stable forms
 
     ``eps = (alpha u - alpha' x) / (alpha sigma' - sigma alpha')`` and
     ``x_0 = (sigma' x - sigma u) / (alpha sigma' - sigma alpha')``
@@ -59,97 +149,51 @@ class Interpolant(AbstractAffineGaussianProcess):
     (per example, per channel, per position or per element).
     """
 
-    path: str = "linear"
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-    t0: float = 0.0
-    t1: float = 1.0
+    schedule: AbstractSchedule
+    path: str = eqx.field(static=True)
+    t0: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
 
-    def __check_init__(self):
-        check_choice("path", self.path, PATHS)
-        check_positive("beta_max", self.beta_max)
-        if not 0.0 <= float(self.beta_min) <= float(self.beta_max):
-            raise arg_error("beta_min", self.beta_min, f"a value in [0, beta_max={self.beta_max}]")
+    def __init__(self, path: str = "linear", beta_min: Any = 0.1, beta_max: Any = 20.0,
+                 t0: Any = 0.0, t1: Any = 1.0):
+        self.schedule = _schedule(path, beta_min, beta_max)
+        self.path = path
+        self.t0 = static_float("t0", t0)
+        self.t1 = static_float("t1", t1)
         check_less("t0", self.t0, "t1", self.t1)
-        if float(self.t0) < 0.0 or float(self.t1) > 1.0:
-            raise ValueError(
-                f"arguments `t0` and `t1`: got t0={self.t0!r} and t1={self.t1!r}, expected "
-                "0 <= t0 < t1 <= 1 (an interpolant is defined on [0, 1])."
-            )
+        if self.t0 < 0.0 or self.t1 > 1.0:
+            raise arg_error("t1" if self.t1 > 1.0 else "t0", self.t1 if self.t1 > 1.0 else self.t0,
+                            "0 <= t0 < t1 <= 1 (an interpolant is defined on [0, 1])")
 
-    # --- schedule --------------------------------------------------------------------------
+    # --- schedule extras -------------------------------------------------------------------
     def beta(self, t: Time) -> Array:
-        """``beta(t) = beta_min + t (beta_max - beta_min)`` (the ``vp`` path's rate)."""
-        return self.beta_min + (self.beta_max - self.beta_min) * _float(t)
+        """``beta(t) = beta_min + t (beta_max - beta_min)`` (``vp`` path only)."""
+        return self._vp("beta").beta(t)
 
     def integrated_beta(self, t: Time) -> Array:
-        """``B(t) = beta_min t + (beta_max - beta_min) t^2 / 2`` (``vp`` path)."""
-        t = _float(t)
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+        """``B(t) = beta_min t + (beta_max - beta_min) t^2 / 2`` (``vp`` path only)."""
+        return self._vp("integrated_beta").integrated_beta(t)
 
-    def alpha(self, t: Time) -> Array:
-        t = _float(t)
-        if self.path == "linear":
-            return 1.0 - t
-        if self.path == "gvp":
-            return jnp.cos(0.5 * math.pi * t)
-        return jnp.exp(-0.5 * self.integrated_beta(t))
-
-    def sigma(self, t: Time) -> Array:
-        t = _float(t)
-        if self.path == "linear":
-            return t
-        if self.path == "gvp":
-            return jnp.sin(0.5 * math.pi * t)
-        return jnp.sqrt(-jnp.expm1(-self.integrated_beta(t)))
+    def _vp(self, what: str) -> LinearBetaSchedule:
+        if not isinstance(self.schedule, LinearBetaSchedule):
+            raise TypeError(f"Interpolant.{what} exists for path='vp' only; got {self.path!r}.")
+        return self.schedule
 
     def d_alpha(self, t: Time) -> Array:
         """``d alpha / dt`` (sdekit time; SiT's ``d_alpha_t`` is its negative at ``1 - t``)."""
-        t = _float(t)
-        if self.path == "linear":
-            return -jnp.ones_like(t)
-        if self.path == "gvp":
-            return -0.5 * math.pi * jnp.sin(0.5 * math.pi * t)
-        return -0.5 * self.beta(t) * self.alpha(t)
+        if isinstance(self.schedule, LinearBetaSchedule):
+            return -0.5 * self.schedule.beta(t) * self.alpha(t)
+        return self.schedule.d_alpha(t)
 
     def d_sigma(self, t: Time) -> Array:
         """``d sigma / dt`` (infinite at ``t = 0`` for ``vp``, as in SiT)."""
-        t = _float(t)
-        if self.path == "linear":
-            return jnp.ones_like(t)
-        if self.path == "gvp":
-            return 0.5 * math.pi * jnp.cos(0.5 * math.pi * t)
-        return 0.5 * self.beta(t) * self.alpha(t) ** 2 / self.sigma(t)
-
-    def logsnr(self, t: Time) -> Array:
-        if self.path == "vp":
-            b = self.integrated_beta(t)
-            return -b - jnp.log(-jnp.expm1(-b))
-        return 2.0 * (jnp.log(self.alpha(t)) - jnp.log(self.sigma(t)))
-
-    def f(self, t: Time) -> Array:
-        """``alpha'/alpha`` in the stable ratio form (minus SiT's ``d_alpha/alpha``)."""
-        t = _float(t)
-        if self.path == "linear":
-            return -1.0 / (1.0 - t)
-        if self.path == "gvp":
-            return -0.5 * math.pi * jnp.tan(0.5 * math.pi * t)
-        return -0.5 * self.beta(t)
+        if isinstance(self.schedule, LinearBetaSchedule):
+            return 0.5 * self.schedule.beta(t) * self.alpha(t) ** 2 / self.sigma(t)
+        return self.schedule.d_sigma(t)
 
     def drift_var(self, t: Time) -> Array:
         """SiT's ``drift_var = sigma sigma' - f sigma^2 = g^2 / 2`` (its ``SBDM`` diffusion)."""
-        t = _float(t)
-        if self.path == "linear":
-            return t / (1.0 - t)
-        if self.path == "gvp":
-            return 0.5 * math.pi * jnp.tan(0.5 * math.pi * t)
-        return 0.5 * self.beta(t)
-
-    def g2(self, t: Time) -> Array:
-        return 2.0 * self.drift_var(t)
-
-    def prior_std(self) -> Array:
-        return self.sigma(jnp.asarray(self.t1))
+        return 0.5 * self.g2(t)
 
     # --- velocity conversions (stable forms) ----------------------------------------------
     def _coefs(self, t: Time, x: Data):
@@ -161,7 +205,7 @@ class Interpolant(AbstractAffineGaussianProcess):
         elif self.path == "gvp":
             det = jnp.full_like(t, 0.5 * math.pi)
         else:  # alpha sigma' - sigma alpha' = alpha beta / (2 sigma) (alpha^2 + sigma^2)
-            det = 0.5 * self.beta(t) * a / s
+            det = 0.5 * self.schedule.beta(t) * a / s
         return a, s, da, ds, det
 
     def velocity_to_eps(self, u: Data, x_t: Data, t: Time) -> Data:
@@ -191,4 +235,4 @@ def sit_time(t: Time) -> Array:
     return 1.0 - _float(t)
 
 
-__all__ = ["PATHS", "Interpolant", "sit_time"]
+__all__ = ["PATHS", "GVPSchedule", "Interpolant", "LinearInterpolantSchedule", "sit_time"]

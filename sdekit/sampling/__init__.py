@@ -1,6 +1,8 @@
 """Samplers: reverse SDE and probability-flow ODE (fixed-step and adaptive) behind ``sample``."""
 
 from ._affine import AFFINE_GRIDS as AFFINE_GRIDS
+from ._affine import AbstractAffineSampler as AbstractAffineSampler
+from ._affine import DynamicThreshold as DynamicThreshold
 from ._affine import sigma_to_time as sigma_to_time
 from ._ancestral import (
     Ancestral as Ancestral,
@@ -25,6 +27,7 @@ from ._base import (
 from ._base import (
     SampleResult as SampleResult,
 )
+from ._base import SolveStats as SolveStats
 from ._ddim import DDIM as DDIM
 from ._ddim import ddim_coefficients as ddim_coefficients
 from ._ddim import ddim_step as ddim_step
@@ -50,6 +53,8 @@ from ._likelihood import (
 from ._likelihood import (
     log_likelihood as log_likelihood,
 )
+from ._loop import AbstractFixedStepSampler as AbstractFixedStepSampler
+from ._loop import Reflecting as Reflecting
 from ._pc import PC as PC
 from ._solvers import (
     ODE as ODE,

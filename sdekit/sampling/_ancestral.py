@@ -16,19 +16,22 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import jax.numpy as jnp
+import jax.random as jr
 
 from .._custom_types import Array, Data, Key
 from .._errors import arg_error, check_choice
-from ..processes import AbstractAffineGaussianProcess, AbstractProcess
-from ._affine import AFFINE_GRIDS, check_clip, check_steps, require_affine
-from ._base import AbstractSampler, PredictionFn
-from ._ddim import _fixed_step, _logs
+from ..processes import AbstractAffineGaussianProcess
+from ._affine import AbstractAffineSampler, DynamicThreshold, require_affine
+from ._base import PredictionFn
+from ._ddim import _logs
+from ._loop import check_real
 
 VARIANCES: tuple[str, ...] = ("fixed_small", "fixed_large", "fixed_medium")
 
 
 def _check_variance(variance: Any, intp_frac: Any) -> None:
     check_choice("variance", variance, VARIANCES)
+    check_real("intp_frac", intp_frac, "a value in [0, 1]", lambda v: True)
     if not 0.0 <= float(intp_frac) <= 1.0:
         raise arg_error("intp_frac", intp_frac, "a value in [0, 1]")
 
@@ -83,45 +86,42 @@ def ancestral_step(
     return out
 
 
-class Ancestral(AbstractSampler):
+class Ancestral(AbstractAffineSampler):
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) for any affine Gaussian process.
 
-    Each step predicts ``x0`` (optionally clipped to ``[-clip_x0, clip_x0]``, as VDPM does with
-    ``clip_x0=1``) and draws ``x_s`` from the posterior with the chosen ``variance``
+    Each step predicts ``x0`` (optionally clipped: ``clip_x0=1`` as VDPM does, or a
+    `DynamicThreshold`) and draws ``x_s`` from the posterior with the chosen ``variance``
     (``fixed_small``, ``fixed_large``, ``fixed_medium`` with ``intp_frac``). With
     ``final_x0=True`` (VDPM's rule) the last step returns the (clipped) ``x0`` without noise.
-    **NFE** = ``num_steps``.
+    ``grid`` as for `DDIM`. **NFE** = ``num_steps``.
     """
 
-    num_steps: int = 1000
+    num_steps: int | None = None
     variance: str = "fixed_large"
     intp_frac: float = 0.0
-    grid: str = "uniform"
-    clip_x0: float | None = None
+    grid: str | Array = "uniform"
+    clip_x0: float | DynamicThreshold | None = None
     final_x0: bool = True
     ode: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    default_steps: ClassVar[int] = 1000
 
     def __check_init__(self):
-        check_steps(self.num_steps)
         _check_variance(self.variance, self.intp_frac)
-        check_choice("grid", self.grid, AFFINE_GRIDS)
-        check_clip(self.clip_x0)
 
     @property
-    def returns_x0(self) -> bool:
-        """Whether `solve` already returns a data prediction (no final denoising)."""
+    def returns_x0(self) -> bool:  # type: ignore[override]
+        """Whether the last step returns a data prediction (no final denoising)."""
         return bool(self.final_x0)
 
-    def check_process(self, process: AbstractProcess) -> None:
-        require_affine(self, process)
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
+        noise = jr.normal(key, z.shape, z.dtype)
+        z = ancestral_step(fn.process, z, self.x0(fn, z, t), t, t_next, noise,
+                           variance=self.variance, intp_frac=self.intp_frac)
+        return z, memory
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
-        def step(p, x, x0, t, s, z):
-            return ancestral_step(p, x, x0, t, s, z, variance=self.variance,
-                                  intp_frac=self.intp_frac)
-
-        return _fixed_step(self, key, fn, z1, t_end, save_trajectory, step)
+    def final_step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key) -> Data:
+        return self.x0(fn, z, t)
 
 
 __all__ = ["VARIANCES", "Ancestral", "ancestral_step", "posterior_coefficients"]

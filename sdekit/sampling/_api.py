@@ -6,10 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
-from .._custom_types import Key, Shape
+from .._custom_types import Array, Float, Key, Shape
 from .._errors import arg_error, check_choice
 from ..processes import AbstractGaussianProcess, AbstractProcess
 from ._ancestral import Ancestral
@@ -17,6 +19,7 @@ from ._base import AbstractSampler, PredictionFn, SampleResult
 from ._ddim import DDIM
 from ._dpm_solver import DPMSolverPP
 from ._edm import EDMSampler
+from ._loop import AbstractFixedStepSampler
 from ._pc import PC
 from ._solvers import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama
 
@@ -53,6 +56,52 @@ def resolve_method(method: Any) -> AbstractSampler:
     raise arg_error("method", method, "an AbstractSampler or one of " + ", ".join(METHODS))
 
 
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    try:
+        items = tuple(shape)
+    except TypeError:
+        raise arg_error("shape", shape, "a tuple of integers with a leading batch axis, "
+                        "e.g. (N, d)") from None
+    for s in items:
+        ok = isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_))
+        if not ok or int(s) < 1:
+            raise arg_error("shape", shape, "a tuple of integers >= 1 with a leading batch axis, "
+                            "e.g. (N, d)")
+    if len(items) < 2:
+        raise arg_error("shape", shape, "a data shape with a leading batch axis, e.g. (N, d)")
+    return tuple(int(s) for s in items)
+
+
+def _check_time(name: str, value: Any, process: AbstractProcess) -> float:
+    if isinstance(value, jax.core.Tracer):
+        raise arg_error(name, "a traced value", "a concrete time (sample's times are static)")
+    if isinstance(value, (bool, str)) or np.ndim(value) != 0:
+        raise arg_error(name, value, "a scalar time")
+    v = float(value)
+    t0, t1 = float(process.t0), float(process.t1)
+    if not (np.isfinite(v) and t0 <= v <= t1):
+        raise arg_error(name, value, f"a time in [process.t0, process.t1] = [{t0}, {t1}]")
+    return v
+
+
+def _grid_ends(sampler: AbstractSampler, process: AbstractProcess, t_start: Any, t_end: Any):
+    """``t_start`` and ``t_end`` from an explicit grid (checked against the given ones)."""
+    if not isinstance(sampler, AbstractFixedStepSampler) or isinstance(sampler.grid, str):
+        return t_start, t_end
+    g = np.asarray(sampler.grid, np.float64)
+    inner = g[:-1] if sampler.returns_x0 else g  # the last entry only labels an x0 prediction
+    t0, t1 = float(process.t0), float(process.t1)
+    if inner.min() < t0 or inner.max() > t1 or g[-1] < 0:
+        raise arg_error("grid", f"times in [{g.min()}, {g.max()}]",
+                        f"times in [process.t0, process.t1] = [{t0}, {t1}]")
+    for name, given, own in (("t_start", t_start, g[0]), ("t_end", t_end, g[-1])):
+        if given is not None and float(given) != float(own):
+            raise ValueError(f"arguments `{name}` and `method`: got {name}={given!r} and a "
+                             f"method whose explicit grid runs from {g[0]} to {g[-1]}; leave "
+                             f"{name}=None or make it match the grid.")
+    return float(g[0]), float(g[-1])
+
+
 def sample(
     key: Key,
     process: AbstractProcess,
@@ -66,6 +115,8 @@ def sample(
     denoise: str = "auto",
     save_trajectory: bool = False,
     jit: bool = True,
+    x_start: Float[Array, "batch *state"] | None = None,
+    t_start: float | None = None,
 ) -> SampleResult:
     """Draw samples from a trained (or exact) model by solving the reverse process.
 
@@ -79,43 +130,62 @@ def sample(
       `AdaptiveSDE`, ...) or a shorthand string from ``METHODS``.
     - `prediction`: what the model outputs: ``eps``, ``x0``, ``score``, ``v`` or ``velocity``.
     - `cond`: optional conditioning passed to the model (class labels).
-    - `t_end`: where the solver stops (default ``process.t0``).
+    - `t_end`: where the solver stops (default ``process.t0``, or the last time of the
+      method's explicit grid).
     - `denoise`: the final step from ``t_end`` to 0: ``tweedie`` (the posterior mean
       ``E[x_0 | x_t]`` from the model, Gaussian processes), ``euler`` (one drift-only step of
-      length ``t_end``, as in PSLD), ``none``, or ``auto`` (``tweedie`` for Gaussian processes,
-      otherwise ``none``). Each denoising step costs one NFE.
+      length ``t_end``, as in PSLD), ``none``, or ``auto`` (``none`` when the method's last step
+      already returns a data prediction, else ``tweedie`` for Gaussian processes, otherwise
+      ``none``). Each denoising step costs one NFE.
     - `save_trajectory`: also return the states along the way.
+    - `x_start`: start from this *state* (shape ``process.state_shape(shape)``) at ``t_start``
+      instead of a prior draw: SDEdit (``x_start = process.sample_marginal(key, x0, t_start)``),
+      inpainting loops, partial sampling.
+    - `t_start`: where the solver starts (default ``process.t1``, or the first time of the
+      method's explicit grid). Without ``x_start`` the prior draw is used as the state there.
 
     **Returns:** a `SampleResult` with the data part of the final state and the NFE.
     """
     sampler = resolve_method(method)
     check_choice("denoise", denoise, DENOISE)
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < 2:
-        raise arg_error("shape", shape, "a data shape with a leading batch axis, e.g. (N, d)")
-    t_end = float(process.t0 if t_end is None else t_end)
-    if not t_end < float(process.t1):
-        raise arg_error("t_end", t_end, f"a time below process.t1 = {process.t1}")
-    if denoise == "auto" and getattr(sampler, "returns_x0", False):
-        denoise = "none"  # the sampler's last step already returns its x0 prediction
+    shape = _check_shape(shape)
+    t_start, t_end = _grid_ends(sampler, process, t_start, t_end)
+    t_start = float(process.t1) if t_start is None else _check_time("t_start", t_start, process)
+    t_end = float(process.t0) if t_end is None else _check_time("t_end", t_end, process)
+    if not t_end < t_start:
+        raise ValueError(f"arguments `t_end` and `t_start`: got t_end={t_end!r} and "
+                         f"t_start={t_start!r}, expected t_end < t_start.")
+    if x_start is not None:
+        want = tuple(process.state_shape(shape))
+        if tuple(np.shape(x_start)) != want:
+            raise arg_error("x_start", f"an array of shape {tuple(np.shape(x_start))}",
+                            f"a state of shape process.state_shape(shape) = {want}")
     if denoise == "auto":
-        denoise = "tweedie" if isinstance(process, AbstractGaussianProcess) else "none"
+        if sampler.returns_x0:
+            denoise = "none"  # the sampler's last step already returns its x0 prediction
+        else:
+            denoise = "tweedie" if isinstance(process, AbstractGaussianProcess) else "none"
     if denoise == "tweedie" and not isinstance(process, AbstractGaussianProcess):
-        raise TypeError(f"denoise='tweedie' needs an AbstractGaussianProcess; got {type(process).__name__}.")
+        raise TypeError("denoise='tweedie' needs an AbstractGaussianProcess; "
+                        f"got {type(process).__name__}.")
     sampler.check_process(process)
     fn = PredictionFn(process, model, prediction, cond)
     run = eqx.filter_jit(_run) if jit else _run
-    return run(key, fn, sampler, shape, t_end, denoise, save_trajectory)
+    return run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_start)
 
 
-def _run(key, fn, sampler, shape, t_end, denoise, save_trajectory):
+def _run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_start):
     p = fn.process
     k_prior, k_solve = jr.split(key)
-    z1 = p.prior_sample(k_prior, shape)
-    z, stats = sampler.solve(k_solve, fn, z1, t_end, save_trajectory=save_trajectory)
-    nfe = stats["nfe"]
+    if x_start is None:
+        z1 = p.prior_sample(k_prior, shape)
+    else:
+        z1 = jnp.asarray(x_start, dtype=jnp.result_type(x_start, float))
+    z, stats = sampler.solve(k_solve, fn, z1, t_end, save_trajectory=save_trajectory,
+                             t_start=t_start)
+    nfe = stats.nfe
     if denoise == "tweedie":
-        z = fn.x0(z, t_end)
+        z = p.reflect(fn.x0(z, t_end))
         nfe = nfe + 1
     elif denoise == "euler":
         z = p.reflect(z + t_end * fn.reverse_drift(z, t_end, ode=bool(sampler.ode)))
@@ -123,9 +193,9 @@ def _run(key, fn, sampler, shape, t_end, denoise, save_trajectory):
     return SampleResult(
         samples=p.data_part(z),
         nfe=jnp.asarray(nfe),
-        num_steps=jnp.asarray(stats["num_steps"]),
-        num_rejected=jnp.asarray(stats["num_rejected"]),
+        num_steps=jnp.asarray(stats.num_steps),
+        num_rejected=jnp.asarray(stats.num_rejected),
         state=z,
-        ts=stats.get("ts"),
-        trajectory=stats.get("trajectory"),
+        ts=stats.ts,
+        trajectory=stats.trajectory,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ class PredictionFn(eqx.Module):
         check_choice("prediction", self.prediction, PREDICTIONS)
 
     def raw(self, x: Data, t: Any) -> Data:
-        """The network's output at states ``x`` (batch first) and time ``t`` (scalar or ``(N,)``)."""
+        """The network's output at states ``x`` (batch first), time ``t`` (scalar or ``(N,)``)."""
         t = jnp.asarray(t, dtype=x.dtype)
         if t.ndim == 0:
             t = jnp.full((x.shape[0],), t, dtype=x.dtype)
@@ -90,27 +90,91 @@ class SampleResult(eqx.Module):
     trajectory: Data | None = None
 
 
+class SolveStats(eqx.Module):
+    """Statistics of one `AbstractSampler.solve`: ``nfe`` (network evaluations), ``num_steps``
+    (solver steps, accepted and rejected), ``num_rejected`` (adaptive solvers), and, when the
+    trajectory was asked for, ``ts`` (the times of the saved states) and ``trajectory``."""
+
+    nfe: Array
+    num_steps: Array
+    num_rejected: Array
+    ts: Array | None = None
+    trajectory: Data | None = None
+
+
+#: How the process families a sampler may require are described in its error message.
+_KIND_HINTS: dict[str, str] = {
+    "AbstractAffineGaussianProcess":
+        " (x_t = alpha(t) x_0 + sigma(t) eps: VP, SubVP, VE, EDM, LogSNR)",
+    "AbstractLinearSDE": " (PSLD, CLD, LinearSDE)",
+}
+
+
+def require_kind(method: Any, process: AbstractProcess, kind: type) -> None:
+    """Raise a readable TypeError unless ``process`` is an instance of ``kind``."""
+    if not isinstance(process, kind):
+        name = kind.__name__
+        raise TypeError(
+            f"{type(method).__name__} needs an {name}{_KIND_HINTS.get(name, '')}; "
+            f"got {type(process).__name__}."
+        )
+
+
+def is_bounded(process: AbstractProcess) -> bool:
+    """Whether ``process`` declares a bounded domain (``process.bounded``)."""
+    return bool(getattr(type(process), "bounded", False))
+
+
 class AbstractSampler(eqx.Module):
     """A sampling method. Subclasses implement `solve` on a prior state ``z1``.
 
-    ``solve`` integrates from ``process.t1`` down to ``t_end`` and returns the final state with
-    its statistics; `sdekit.sampling` draws the prior, applies the final denoising
-    step and extracts the data part.
+    ``solve`` integrates from ``t_start`` (default ``process.t1``) down to ``t_end`` and returns
+    the final state with its `SolveStats`; `sdekit.sampling.sample` draws the prior, applies the
+    final denoising step and extracts the data part. Fixed-step methods subclass
+    `AbstractFixedStepSampler` and only write a ``step``.
+
+    **Capabilities** (class attributes, read by `sample`; a subclass may turn one into a
+    property of its settings):
+
+    - ``ode``: deterministic (probability-flow ODE) or stochastic (reverse SDE);
+    - ``returns_x0``: the last step already returns a data prediction (no final denoising);
+    - ``order``: the method's (weak) order of convergence, for the docs and the tests;
+    - ``requires``: the process family it needs (e.g. `AbstractAffineGaussianProcess`);
+    - ``keeps_in_domain``: it applies ``process.reflect`` after every accepted step; a method
+      without it refuses bounded processes (``process.bounded``).
     """
+
+    ode: ClassVar[bool] = False
+    returns_x0: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    requires: ClassVar[type] = AbstractProcess
+    keeps_in_domain: ClassVar[bool] = False
 
     @abc.abstractmethod
     def solve(
-        self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *, save_trajectory: bool = False
-    ) -> tuple[Data, dict]:
-        """Return ``(z_end, stats)`` with ``stats`` holding ``nfe``, ``num_steps``,
-        ``num_rejected`` and optionally ``ts``/``trajectory``."""
+        self,
+        key: Key,
+        fn: PredictionFn,
+        z1: Data,
+        t_end: Any,
+        *,
+        save_trajectory: bool = False,
+        t_start: Any = None,
+    ) -> tuple[Data, SolveStats]:
+        """Return ``(z_end, stats)``: the state at ``t_end`` from ``z1`` at ``t_start``
+        (default ``fn.process.t1``) and its `SolveStats`."""
 
     def check_process(self, process: AbstractProcess) -> None:
         """Raise a readable error if this method cannot sample ``process``."""
+        require_kind(self, process, self.requires)
+        if is_bounded(process) and not self.keeps_in_domain:
+            raise ValueError(
+                f"argument `method`: {type(self).__name__} does not keep a bounded process "
+                f"({type(process).__name__}.bounded is True) in its domain after every step; "
+                "use a method with keeps_in_domain=True (every sdekit fixed-step and adaptive "
+                "method has it)."
+            )
 
 
 def require_gaussian(method: Any, process: AbstractProcess) -> None:
-    if not isinstance(process, AbstractGaussianProcess):
-        raise TypeError(
-            f"{type(method).__name__} needs an AbstractGaussianProcess; got {type(process).__name__}."
-        )
+    require_kind(method, process, AbstractGaussianProcess)

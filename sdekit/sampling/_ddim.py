@@ -17,16 +17,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from .._custom_types import Array, Data, Key
-from .._errors import arg_error, check_choice
-from ..processes import AbstractAffineGaussianProcess, AbstractProcess
+from .._errors import arg_error
+from ..processes import AbstractAffineGaussianProcess
 from ..processes._logsnr import log1mexp
-from ._affine import AFFINE_GRIDS, affine_grid, check_clip, check_steps, clip, require_affine
-from ._base import AbstractSampler, PredictionFn
+from ._affine import AbstractAffineSampler, DynamicThreshold, require_affine
+from ._base import PredictionFn
+from ._loop import concrete
 
 
 def _logs(process: AbstractAffineGaussianProcess, t: Any, s: Any, dtype: Any):
@@ -44,7 +45,8 @@ def _logs(process: AbstractAffineGaussianProcess, t: Any, s: Any, dtype: Any):
 
 
 def _check_eta(eta: Any) -> None:
-    if not 0.0 <= float(eta) <= 1.0:
+    concrete("eta", eta)
+    if isinstance(eta, bool) or np.ndim(eta) != 0 or not 0.0 <= float(eta) <= 1.0:
         raise arg_error("eta", eta, "a value in [0, 1]")
 
 
@@ -86,68 +88,45 @@ def ddim_step(
     return out
 
 
-class DDIM(AbstractSampler):
+class DDIM(AbstractAffineSampler):
     """Denoising Diffusion Implicit Models (Song et al. 2021) on a fixed grid, any affine process.
 
-    Each step predicts ``x0`` (optionally clipped to ``[-clip_x0, clip_x0]``) and applies
-    `ddim_step`. With ``final_x0=True`` (VDPM's and DDIM's rule) the last step returns the
-    (clipped) ``x0`` prediction itself, so ``sample`` adds no denoising step; otherwise it steps to
-    ``t_end``. ``grid``: ``uniform``, ``quadratic``, ``karras`` (in process time), ``logsnr``
-    or ``edm`` (Karras spacing of ``sigma/alpha``; use it or ``karras`` for the EDM process).
-    **NFE** = ``num_steps``.
+    Each step predicts ``x0`` (optionally clipped: ``clip_x0`` is a value ``v`` for
+    ``[-v, v]`` or a `DynamicThreshold`) and applies `ddim_step`; with ``eta = 0`` no noise is
+    drawn. With ``final_x0=True`` (VDPM's and DDIM's rule) the last step returns the (clipped)
+    ``x0`` prediction itself, so ``sample`` adds no denoising step; otherwise it steps to
+    ``t_end``. ``grid``: ``uniform``, ``quadratic``, ``karras`` (in process time), ``logsnr``,
+    ``edm`` (Karras spacing of ``sigma/alpha``; use it or ``karras`` for the EDM process) or an
+    explicit array of ``num_steps + 1`` times. **NFE** = ``num_steps``.
     """
 
-    num_steps: int = 100
+    num_steps: int | None = None
     eta: float = 0.0
-    grid: str = "uniform"
-    clip_x0: float | None = None
+    grid: str | Array = "uniform"
+    clip_x0: float | DynamicThreshold | None = None
     final_x0: bool = True
-    ode: ClassVar[bool] = True
+    order: ClassVar[float] = 1.0
+    default_steps: ClassVar[int] = 100
 
     def __check_init__(self):
-        check_steps(self.num_steps)
         _check_eta(self.eta)
-        check_choice("grid", self.grid, AFFINE_GRIDS)
-        check_clip(self.clip_x0)
 
     @property
-    def returns_x0(self) -> bool:
-        """Whether `solve` already returns a data prediction (no final denoising)."""
+    def ode(self) -> bool:  # type: ignore[override]
+        """Deterministic for ``eta = 0``."""
+        return float(self.eta) == 0.0
+
+    @property
+    def returns_x0(self) -> bool:  # type: ignore[override]
+        """Whether the last step returns a data prediction (no final denoising)."""
         return bool(self.final_x0)
 
-    def check_process(self, process: AbstractProcess) -> None:
-        require_affine(self, process)
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
+        noise = jr.normal(key, z.shape, z.dtype) if float(self.eta) > 0 else None
+        return ddim_step(fn.process, z, self.x0(fn, z, t), t, t_next, self.eta, noise), memory
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
-        return _fixed_step(self, key, fn, z1, t_end, save_trajectory,
-                           lambda p, x, x0, t, s, z: ddim_step(p, x, x0, t, s, self.eta, z))
-
-
-def _fixed_step(sampler, key, fn, z1, t_end, save_trajectory, step):
-    """Shared loop of DDIM and ancestral sampling: ``x0`` prediction, clip, step."""
-    p = fn.process
-    require_affine(sampler, p)
-    n = int(sampler.num_steps)
-    ts = affine_grid(p, sampler.grid, n, float(p.t1), float(t_end), dtype=z1.dtype)
-    keys = jr.split(key, n)
-    n_scan = n - 1 if sampler.final_x0 else n
-
-    def body(z, inp):
-        t, s, k = inp
-        x0 = clip(fn.x0(z, t), sampler.clip_x0)
-        z = step(p, z, x0, t, s, jr.normal(k, z.shape, z.dtype))
-        return z, (z if save_trajectory else None)
-
-    z, traj = jax.lax.scan(body, z1, (ts[:n_scan], ts[1:n_scan + 1], keys[:n_scan]))
-    if sampler.final_x0:
-        z = clip(fn.x0(z, ts[n - 1]), sampler.clip_x0)
-        if save_trajectory:
-            traj = jnp.concatenate([traj, z[None]], axis=0)
-    stats = dict(nfe=jnp.asarray(n), num_steps=jnp.asarray(n), num_rejected=jnp.asarray(0))
-    if save_trajectory:
-        stats.update(ts=ts[1:], trajectory=traj)
-    return z, stats
+    def final_step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key) -> Data:
+        return self.x0(fn, z, t)
 
 
 __all__ = ["DDIM", "ddim_coefficients", "ddim_step"]

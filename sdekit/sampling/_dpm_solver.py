@@ -14,66 +14,54 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 
-from .._custom_types import Data, Key
-from .._errors import check_choice
-from ..processes import AbstractProcess
-from ._affine import AFFINE_GRIDS, affine_grid, check_steps, require_affine
-from ._base import AbstractSampler, PredictionFn
+from .._custom_types import Array, Data, Key
+from ._affine import AbstractAffineSampler, DynamicThreshold, _clip_or_none, check_sigma_range
+from ._base import PredictionFn
 
 
-class DPMSolverPP(AbstractSampler):
+class DPMSolverPP(AbstractAffineSampler):
     """DPM-Solver++(2M): multistep, second order, one model call per step, any affine process.
 
     ``grid``: ``logsnr`` (uniform in log-SNR, the paper's choice for small images), ``edm``,
-    ``uniform``, ``quadratic`` or ``karras``. It stops at ``t_end`` and ``sample`` applies the
-    final denoising. **NFE** = ``num_steps``.
+    ``uniform``, ``quadratic``, ``karras`` or an explicit array of ``num_steps + 1`` times. The
+    ``logsnr`` and ``edm`` grids span the noise levels ``sigma/alpha`` from
+    ``min(sigma~(t1), sigma_max)`` to ``max(sigma~(t_end), sigma_min)`` (EDM's 80 and 0.002 by
+    default, clipped to the process's range). The data predictions can be clipped
+    (``clip_x0``: a value or a `DynamicThreshold`). It stops at the grid's last time and
+    ``sample`` applies the final denoising. **NFE** = ``num_steps``.
     """
 
-    num_steps: int = 20
-    grid: str = "logsnr"
+    num_steps: int | None = None
+    grid: str | Array = "logsnr"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    clip_x0: float | DynamicThreshold | None = None
     ode: ClassVar[bool] = True
+    order: ClassVar[float] = 2.0
+    default_steps: ClassVar[int] = 20
 
     def __check_init__(self):
-        check_steps(self.num_steps)
-        check_choice("grid", self.grid, AFFINE_GRIDS)
+        check_sigma_range(self.sigma_min, self.sigma_max)
 
-    def check_process(self, process: AbstractProcess) -> None:
-        require_affine(self, process)
+    def sigma_limits(self):
+        return _clip_or_none(self.sigma_min, True), _clip_or_none(self.sigma_max, False)
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    def init(self, fn: PredictionFn, z: Data, t):
+        """``(x0_prev, h_prev, started)``: the previous data prediction and log-SNR step."""
+        return jnp.zeros_like(z), jnp.ones((), z.dtype), jnp.asarray(False)
+
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
         p = fn.process
-        require_affine(self, p)
-        n = int(self.num_steps)
-        ts = affine_grid(p, self.grid, n, float(p.t1), float(t_end), dtype=z1.dtype)
-        lam = 0.5 * p.logsnr(ts)
-        log_sig = jnp.log(p.sigma(ts))
-        alpha = p.alpha(ts)
-
-        def first(x, i):
-            x0 = fn.x0(x, ts[i])
-            h = lam[i + 1] - lam[i]
-            x = jnp.exp(log_sig[i + 1] - log_sig[i]) * x - alpha[i + 1] * jnp.expm1(-h) * x0
-            return x, x0, h
-
-        def body(carry, i):
-            x, x0_prev, h_prev = carry
-            x0 = fn.x0(x, ts[i])
-            h = lam[i + 1] - lam[i]
-            c = 0.5 * h / h_prev  # 1 / (2 r)
-            d = (1.0 + c) * x0 - c * x0_prev
-            x = jnp.exp(log_sig[i + 1] - log_sig[i]) * x - alpha[i + 1] * jnp.expm1(-h) * d
-            return (x, x0, h), (x if save_trajectory else None)
-
-        x1, x0, h = first(z1, 0)
-        (x, _, _), traj = jax.lax.scan(body, (x1, x0, h), jnp.arange(1, n))
-        stats = dict(nfe=jnp.asarray(n), num_steps=jnp.asarray(n), num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts[1:], trajectory=jnp.concatenate([x1[None], traj], axis=0))
-        return x, stats
+        x0_prev, h_prev, started = memory
+        x0 = self.x0(fn, z, t)
+        h = (0.5 * (p.logsnr(t_next) - p.logsnr(t))).astype(z.dtype)
+        c = 0.5 * h / h_prev  # 1 / (2 r)
+        d = jnp.where(started, (1.0 + c) * x0 - c * x0_prev, x0)  # first step: DDIM
+        ratio = jnp.exp(jnp.log(p.sigma(t_next)) - jnp.log(p.sigma(t)))
+        z = ratio * z - p.alpha(t_next) * jnp.expm1(-h) * d
+        return z, (x0, h, jnp.asarray(True))
 
 
 __all__ = ["DPMSolverPP"]

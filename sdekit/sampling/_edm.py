@@ -21,110 +21,134 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Data, Key
-from .._errors import arg_error, check_choice
-from ..processes import AbstractProcess
-from ._affine import check_steps, require_affine, scaled_sigma, sigma_to_time
-from ._base import AbstractSampler, PredictionFn
+from .._custom_types import Array, Data, Key
+from .._errors import check_choice
+from ._affine import (
+    AbstractAffineSampler,
+    DynamicThreshold,
+    _clip_or_none,
+    _sigma_range,
+    check_sigma_range,
+    scaled_sigma,
+    sigma_to_time,
+)
+from ._base import PredictionFn
+from ._loop import check_real, concrete
 
 
-class EDMSampler(AbstractSampler):
+class EDMSampler(AbstractAffineSampler):
     """Karras et al. (2022) Algorithm 1/2: Heun (``solver="heun"``) or Euler on the rho-spaced
     noise levels, with optional churn (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``).
 
-    The last step goes from ``sigma~(t_end)`` to ``sigma = 0`` with Euler, which returns the
-    denoiser output itself, so ``sample`` adds no denoising step.
-    **NFE** = ``2 num_steps - 1`` (Heun) or ``num_steps`` (Euler).
+    The noise levels run from ``min(sigma~(t1), sigma_max)`` to ``max(sigma~(t_end),
+    sigma_min)`` (EDM's 80 and 0.002 by default, clipped to the process's range; ``sigma_max=inf``
+    and ``sigma_min=0`` give the process's whole range). The last step goes from the last level
+    to ``sigma = 0`` with Euler, which returns the denoiser output itself (clipped by
+    ``clip_x0``, a value or a `DynamicThreshold`), so ``sample`` adds no denoising step.
+    ``grid="edm"`` or an explicit array of ``num_steps + 1`` times whose last entry only labels
+    the final denoised state (0 in the named grid). **NFE** = ``2 num_steps - 1`` (Heun) or
+    ``num_steps`` (Euler).
     """
 
-    num_steps: int = 18
+    num_steps: int | None = None
     solver: str = "heun"
     rho: float = 7.0
     s_churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    clip_x0: float | DynamicThreshold | None = None
+    grid: str | Array = "edm"
     ode: ClassVar[bool] = True
     returns_x0: ClassVar[bool] = True
+    grid_kinds: ClassVar[tuple[str, ...]] = ("edm",)
+    default_steps: ClassVar[int] = 18
+    final_nfe: ClassVar[int] = 1
 
     def __check_init__(self):
-        check_steps(self.num_steps)
         check_choice("solver", self.solver, ("heun", "euler"))
-        if not float(self.rho) > 0:
-            raise arg_error("rho", self.rho, "a value > 0")
-        if not float(self.s_churn) >= 0:
-            raise arg_error("s_churn", self.s_churn, "a value >= 0")
-        if not float(self.s_noise) >= 0:
-            raise arg_error("s_noise", self.s_noise, "a value >= 0")
+        check_real("rho", self.rho, "a finite value > 0", lambda v: v > 0)
+        check_real("s_churn", self.s_churn, "a finite value >= 0", lambda v: v >= 0)
+        check_real("s_noise", self.s_noise, "a finite value >= 0", lambda v: v >= 0)
+        concrete("s_tmin", self.s_tmin)
+        concrete("s_tmax", self.s_tmax)
         if not float(self.s_tmin) <= float(self.s_tmax):
             raise ValueError(
                 f"arguments `s_tmin` and `s_tmax`: got {self.s_tmin!r} and {self.s_tmax!r}, "
                 "expected s_tmin <= s_tmax."
             )
+        check_sigma_range(self.sigma_min, self.sigma_max)
 
-    def check_process(self, process: AbstractProcess) -> None:
-        require_affine(self, process)
+    @property
+    def order(self) -> float:  # type: ignore[override]
+        return 2.0 if self.solver == "heun" else 1.0
 
-    def sigmas(self, process, t_end: float, dtype=jnp.float32):
+    @property
+    def step_nfe(self) -> int:  # type: ignore[override]
+        return 2 if self.solver == "heun" else 1
+
+    def sigma_limits(self):
+        return _clip_or_none(self.sigma_min, True), _clip_or_none(self.sigma_max, False)
+
+    def named_grid(self, process, t_start, t_end, dtype):
+        """``num_steps`` rho-spaced noise levels mapped to process times, then 0."""
+        _, ts = self.sigmas(process, t_end, dtype, t_start=t_start)
+        return jnp.concatenate([ts, jnp.zeros((1,), dtype)])
+
+    def sigmas(self, process, t_end, dtype=None, *, t_start=None):
         """The ``num_steps`` noise levels ``sigma~_i`` (without the final 0) and their times."""
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        t_start = process.t1 if t_start is None else t_start
         n = int(self.num_steps)
-        ends = jnp.asarray([process.t1, t_end], dtype=dtype)
-        s = scaled_sigma(process, ends)
-        if n == 1:
-            return s[:1], ends[:1]
-        i = jnp.arange(n, dtype=dtype) / (n - 1)
-        a, b = s[0] ** (1.0 / self.rho), s[1] ** (1.0 / self.rho)
-        sig = ((a + i * (b - a)) ** self.rho).at[0].set(s[0]).at[-1].set(s[1])
-        ts = sigma_to_time(process, sig).astype(dtype).at[0].set(ends[0]).at[-1].set(ends[1])
+        i = jnp.arange(n, dtype=dtype) / max(n - 1, 1)
+        lo, hi = self.sigma_limits()
+        sig, first, last = _sigma_range(process, "edm", i, t_start, t_end, self.rho, dtype, lo, hi)
+        ts = sigma_to_time(process, sig).astype(dtype)
+        ts = ts.at[0].set(jnp.where(first, t_start, ts[0]))
+        if n > 1:
+            ts = ts.at[-1].set(jnp.where(last, t_end, ts[-1]))
         return sig, ts
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    def _gamma(self) -> float:
+        return min(float(self.s_churn) / int(self.num_steps), math.sqrt(2.0) - 1.0)
+
+    def _lift(self, p, x, t, key):
+        """Churn: raise ``x~`` at ``sigma~(t)`` to ``sigma^ = (1 + gamma) sigma~`` with noise."""
+        s_i = scaled_sigma(p, t).astype(x.dtype)
+        gamma = self._gamma()
+        if gamma <= 0:
+            return x, s_i, t
+        on = (s_i >= self.s_tmin) & (s_i <= self.s_tmax)
+        g = jnp.where(on, gamma, 0.0).astype(x.dtype)
+        s_hat = s_i * (1.0 + g)
+        t_hat = jnp.where(on, sigma_to_time(p, s_hat).astype(x.dtype), t)
+        std = s_i * jnp.sqrt(g * (2.0 + g))  # sqrt(s_hat^2 - s_i^2), never sqrt(-0.0...)
+        x = x + std * self.s_noise * jr.normal(key, x.shape, x.dtype)
+        return x, s_hat, t_hat
+
+    def _denoise(self, fn, x, t):  # D(x~; sigma~(t)) from the model's x0 at x = alpha(t) x~
+        return self.x0(fn, fn.process.alpha(t) * x, t)
+
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
         p = fn.process
-        require_affine(self, p)
-        n = int(self.num_steps)
-        heun = self.solver == "heun"
-        sig, ts = self.sigmas(p, float(t_end), z1.dtype)
-        gamma_max = min(float(self.s_churn) / n, math.sqrt(2.0) - 1.0)
-        churn = gamma_max > 0
+        x, s_hat, t_hat = self._lift(p, z / p.alpha(t), t, key)
+        s_next = scaled_sigma(p, t_next).astype(z.dtype)
+        d = (x - self._denoise(fn, x, t_hat)) / s_hat
+        x_next = x + (s_next - s_hat) * d
+        if self.solver == "heun":
+            d2 = (x_next - self._denoise(fn, x_next, t_next)) / s_next
+            x_next = x + (s_next - s_hat) * 0.5 * (d + d2)
+        return p.alpha(t_next) * x_next, memory
 
-        def denoise(x, t):  # D(x~; sigma~(t)) from the model's x0 at x = alpha(t) x~
-            return fn.x0(p.alpha(t) * x, t)
-
-        def lift(x, s_i, t_i, k):
-            if not churn:
-                return x, s_i, t_i
-            on = (s_i >= self.s_tmin) & (s_i <= self.s_tmax)
-            s_hat = s_i * (1.0 + jnp.where(on, gamma_max, 0.0))
-            t_hat = jnp.where(on, sigma_to_time(p, s_hat).astype(x.dtype), t_i)
-            x = x + jnp.sqrt(s_hat**2 - s_i**2) * self.s_noise * jr.normal(k, x.shape, x.dtype)
-            return x, s_hat, t_hat
-
-        def body(x, inp):
-            s_i, s_next, t_i, t_next, k = inp
-            x, s_hat, t_hat = lift(x, s_i, t_i, k)
-            d = (x - denoise(x, t_hat)) / s_hat
-            x_next = x + (s_next - s_hat) * d
-            if heun:
-                d2 = (x_next - denoise(x_next, t_next)) / s_next
-                x_next = x + (s_next - s_hat) * 0.5 * (d + d2)
-            return x_next, (p.alpha(t_next) * x_next if save_trajectory else None)
-
-        keys = jr.split(key, n)
-        x = z1 / p.alpha(ts[0])
-        x, traj = jax.lax.scan(body, x, (sig[:-1], sig[1:], ts[:-1], ts[1:], keys[:-1]))
-        x, s_hat, t_hat = lift(x, sig[-1], ts[-1], keys[-1])
-        x = denoise(x, t_hat)  # Euler step to sigma = 0
-        nfe = 2 * n - 1 if heun else n
-        stats = dict(nfe=jnp.asarray(nfe), num_steps=jnp.asarray(n), num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=jnp.concatenate([ts[1:], jnp.zeros((1,), ts.dtype)]),
-                         trajectory=jnp.concatenate([traj, x[None]], axis=0))
-        return x, stats
+    def final_step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key) -> Data:
+        p = fn.process
+        x, _, t_hat = self._lift(p, z / p.alpha(t), t, key)
+        return self._denoise(fn, x, t_hat)  # Euler step to sigma = 0
 
 
 __all__ = ["EDMSampler"]

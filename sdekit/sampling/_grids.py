@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import jax
 import jax.numpy as jnp
 
 from .._custom_types import Array
 from .._errors import arg_error, check_choice
+
+
+def _traced(*values: Any) -> bool:
+    return any(isinstance(v, jax.core.Tracer) for v in values)
+
 
 GRIDS = ("uniform", "quadratic", "karras")
 Grid = Literal["uniform", "quadratic", "karras"]
 
 
 def time_grid(
-    kind: str, num_steps: int, t_start: float, t_end: float, *, rho: float = 7.0
+    kind: str, num_steps: int, t_start: float, t_end: float, *, rho: float = 7.0,
+    dtype: Any = None,
 ) -> Array:
-    """``num_steps + 1`` decreasing times from ``t_start`` to ``t_end``.
+    """``num_steps + 1`` decreasing times from ``t_start`` to ``t_end``, computed in ``dtype``
+    (default: JAX's default float, i.e. float64 when x64 is on).
 
     - ``uniform``: equal steps.
     - ``quadratic``: PSLD's grid; in reverse time ``tau_i = T (1 - ((N - i)/N)^2)``, big steps near
@@ -27,17 +35,23 @@ def time_grid(
     check_choice("grid", kind, GRIDS)
     if int(num_steps) < 1:
         raise arg_error("num_steps", num_steps, "an integer >= 1")
-    if not float(t_end) < float(t_start):
-        raise ValueError(f"arguments `t_end` and `t_start`: got {t_end} and {t_start}, expected t_end < t_start.")
+    if isinstance(num_steps, bool) or int(num_steps) != num_steps:
+        raise arg_error("num_steps", num_steps, "an integer >= 1")
+    if not _traced(t_end, t_start) and not float(t_end) < float(t_start):
+        raise ValueError(f"arguments `t_end` and `t_start`: got {t_end} and {t_start}, "
+                         "expected t_end < t_start.")
     n = int(num_steps)
-    i = jnp.arange(n + 1, dtype=jnp.float32)
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    i = jnp.arange(n + 1, dtype=dtype)
+    t_start = jnp.asarray(t_start, dtype)
+    t_end = jnp.asarray(t_end, dtype)
     span = t_start - t_end
     if kind == "uniform":
         tau = span * i / n
     elif kind == "quadratic":
         tau = span * (1.0 - ((n - i) / n) ** 2)
     else:
-        if not float(t_end) > 0:
+        if not _traced(t_end) and not float(t_end) > 0:
             raise arg_error("t_end", t_end, "a value > 0 for the karras grid")
         a, b = t_start ** (1.0 / rho), t_end ** (1.0 / rho)
         ts = (a + i / n * (b - a)) ** rho

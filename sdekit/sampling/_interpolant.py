@@ -21,9 +21,9 @@ import jax.random as jr
 from .._custom_types import Array, Data, Key, Time
 from .._errors import arg_error, check_choice
 from ..parameterisation import convert
-from ..processes import AbstractProcess
-from ._affine import require_affine
-from ._base import AbstractSampler, PredictionFn
+from ..processes import AbstractAffineGaussianProcess, AbstractProcess
+from ._base import PredictionFn
+from ._loop import AbstractFixedStepSampler, check_int
 
 #: SiT's ``--diffusion-form`` values (its misspelt internal key ``inccreasing-decreasing`` is
 #: accepted too).
@@ -78,13 +78,15 @@ def velocity_and_score(fn: PredictionFn, x: Data, t: Any) -> tuple[Data, Data]:
         p, out, x, t, source=kind, target="score")
 
 
-class InterpolantSDE(AbstractSampler):
-    """SiT's SDE sampler (``Sampler.sample_sde``) for any affine Gaussian process.
+class InterpolantSDE(AbstractFixedStepSampler):
+    """SiT's SDE sampler (``Sampler.sample_sde``) for any affine Gaussian process, as a step on
+    sdekit's shared loop.
 
-    ``num_steps`` grid points from ``t_start`` (default ``process.t1``) down to
-    ``t_end + last_step_size`` (``t_end`` is `sample`'s, default ``process.t0``), i.e.
-    ``num_steps - 1`` stochastic steps, then the last step to ``t_end``. With
-    ``F(x, t) = -v(x, t) + w(t) s(x, t)`` and ``h`` the grid spacing, each step draws ``xi``:
+    The grid (``grid="sit"``) has ``num_steps`` points from ``t_start`` (default
+    ``process.t1``) down to ``t_end + last_step_size`` (``t_end`` is `sample`'s, default
+    ``process.t0``) plus ``t_end``: ``num_steps - 1`` stochastic steps, then the last step to
+    ``t_end``. With ``F(x, t) = -v(x, t) + w(t) s(x, t)`` and ``h`` the grid spacing, each step
+    draws ``xi``:
 
     - ``solver="euler"`` (Euler–Maruyama): ``x + F(x, t) h + sqrt(2 w(t) h) xi``;
     - ``solver="heun"`` (SiT's stochastic Heun): ``x~ = x + sqrt(2 w(t) h) xi``,
@@ -98,22 +100,28 @@ class InterpolantSDE(AbstractSampler):
     is large: with ``diffusion="constant"`` use ``last_step="euler"`` (on a Gaussian oracle
     ``mean`` leaves a 12 % covariance error at any step count, ``euler`` about 1 %).
     **NFE** = ``(num_steps - 1)`` (Euler) or ``2 (num_steps - 1)`` (Heun), plus 1 for a last
-    step. The result is final (`sample` adds no denoising step).
+    step. The result is final (`sample` adds no denoising step). Singular ends (the ``SBDM``
+    diffusion where ``alpha = 0``, a score evaluated where ``sigma = 0``) raise a clear error
+    instead of producing NaN.
     """
 
-    num_steps: int = 250
+    num_steps: int | None = None
+    grid: Any = "sit"
     solver: str = "euler"
     diffusion: str = "sigma"
     norm: float = 1.0
     last_step: str | None = "mean"
     last_step_size: float = 0.04
-    t_start: float | None = None
     ode: ClassVar[bool] = False
     returns_x0: ClassVar[bool] = True
+    order: ClassVar[float] = 1.0
+    requires: ClassVar[type] = AbstractAffineGaussianProcess
+    grid_kinds: ClassVar[tuple[str, ...]] = ("sit",)
+    default_steps: ClassVar[int] = 250
 
     def __check_init__(self):
-        if isinstance(self.num_steps, bool) or int(self.num_steps) < 2:
-            raise arg_error("num_steps", self.num_steps, "an integer >= 2 (grid points)")
+        if check_int("num_steps", self.num_steps, 2) < 2:
+            raise arg_error("num_steps", self.num_steps, "an integer >= 2")
         check_choice("solver", self.solver, ("euler", "heun"))
         _form(self.diffusion)
         if not float(self.norm) >= 0:
@@ -124,23 +132,30 @@ class InterpolantSDE(AbstractSampler):
             raise arg_error("last_step_size", self.last_step_size,
                             "a value in (0, 1) (or last_step=None)")
 
-    def check_process(self, process: AbstractProcess) -> None:
-        require_affine(self, process)
+    @property
+    def step_nfe(self) -> int:  # type: ignore[override]
+        return 2 if self.solver == "heun" else 1
+
+    @property
+    def final_nfe(self) -> int:  # type: ignore[override]
+        return 0 if self.last_step is None else 1
 
     def w(self, process: AbstractProcess, t: Time) -> Array:
         """``w(t)`` of this sampler."""
         return diffusion_coefficient(process, t, self.diffusion, self.norm)
 
-    def grid(self, process: AbstractProcess, t_end: float) -> tuple[float, float, float]:
-        """``(t_start, t_grid_end, h_last)`` with readable errors at singular ends."""
-        t_start = float(process.t1 if self.t_start is None else self.t_start)
+    def named_grid(self, process: AbstractProcess, t_start: Any, t_end: Any, dtype: Any) -> Array:
+        """SiT's grid: ``linspace(t_start, t_end + h_last, num_steps)`` then ``t_end``."""
         h_last = 0.0 if self.last_step is None else float(self.last_step_size)
-        t_grid_end = float(t_end) + h_last
+        t_start, t_end = float(t_start), float(t_end)
+        t_grid_end = t_end + h_last
         if not t_grid_end < t_start:
             raise arg_error("t_end", t_end, f"a time below t_start - last_step_size = "
                             f"{t_start - h_last} (t_start = {t_start})")
         with jax.ensure_compile_time_eval():  # concrete checks, also when traced by `sample`
-            return self._check_ends(process, t_end, t_start, t_grid_end, h_last)
+            self._check_ends(process, t_end, t_start, t_grid_end, h_last)
+        ts = jnp.linspace(t_start, t_grid_end, int(self.num_steps), dtype=dtype)
+        return jnp.concatenate([ts, jnp.asarray([t_end], dtype)])
 
     def _check_ends(self, process, t_end, t_start, t_grid_end, h_last):
         w0 = float(self.w(process, t_start))
@@ -152,49 +167,31 @@ class InterpolantSDE(AbstractSampler):
         if evaluated_end is not None and not float(process.sigma(evaluated_end)) > 0:
             raise arg_error("t_end", t_end, "a time with sigma(t) > 0 (the score is evaluated "
                             "there), or a last step (last_step='mean', ...)")
-        return t_start, t_grid_end, h_last
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
-        p = fn.process
-        t_start, t_grid_end, h_last = self.grid(p, t_end)
-        n = int(self.num_steps)
-        dtype = z1.dtype
-        ts = jnp.linspace(t_start, t_grid_end, n, dtype=dtype)
-        heun = self.solver == "heun"
+    def _drift(self, fn: PredictionFn, x: Data, t: Any) -> Data:
+        v, s = velocity_and_score(fn, x, t)
+        return -v + self.w(fn.process, t).astype(x.dtype) * s
 
-        def drift(x, t):
-            v, s = velocity_and_score(fn, x, t)
-            return -v + self.w(p, t).astype(dtype) * s
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
+        h = t - t_next
+        noise = jnp.sqrt(2.0 * self.w(fn.process, t).astype(z.dtype) * h) * jr.normal(
+            key, z.shape, z.dtype)
+        if self.solver == "heun":
+            zt = z + noise
+            k1 = self._drift(fn, zt, t)
+            k2 = self._drift(fn, zt + h * k1, t_next)
+            return zt + 0.5 * h * (k1 + k2), memory
+        return z + self._drift(fn, z, t) * h + noise, memory
 
-        def step(x, inp):
-            t, t_next, k = inp
-            h = t - t_next
-            xi = jr.normal(k, x.shape, dtype)
-            noise = jnp.sqrt(2.0 * self.w(p, t).astype(dtype) * h) * xi
-            if heun:
-                xt = x + noise
-                k1 = drift(xt, t)
-                k2 = drift(xt + h * k1, t_next)
-                x = xt + 0.5 * h * (k1 + k2)
-            else:
-                x = x + drift(x, t) * h + noise
-            return x, (x if save_trajectory else None)
-
-        x, traj = jax.lax.scan(step, z1, (ts[:-1], ts[1:], jr.split(key, n - 1)))
-        t_last = ts[-1]
+    def final_step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key) -> Data:
+        h = t - t_next
         if self.last_step == "mean":
-            x = x + drift(x, t_last) * h_last
-        elif self.last_step == "tweedie":
-            x = fn.x0(x, t_last)
-        elif self.last_step == "euler":
-            x = x - fn.velocity(x, t_last) * h_last
-        nfe = (2 if heun else 1) * (n - 1) + (0 if self.last_step is None else 1)
-        stats = dict(nfe=jnp.asarray(nfe), num_steps=jnp.asarray(n - 1 + (self.last_step is not None)),
-                     num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts[1:], trajectory=traj)
-        return x, stats
+            return z + self._drift(fn, z, t) * h
+        if self.last_step == "tweedie":
+            return fn.x0(z, t)
+        if self.last_step == "euler":
+            return z - fn.velocity(z, t) * h
+        return z
 
 
 __all__ = ["DIFFUSION_FORMS", "LAST_STEPS", "InterpolantSDE", "diffusion_coefficient",

@@ -24,12 +24,11 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Data, Key
-from .._errors import arg_error, check_choice
+from .._custom_types import Array, Data, Key
+from .._errors import check_choice
 from ..processes import AbstractAffineGaussianProcess
-from ._affine import check_steps
-from ._base import AbstractSampler, PredictionFn
-from ._grids import GRIDS, time_grid
+from ._base import PredictionFn
+from ._loop import AbstractFixedStepSampler, check_int, check_real
 
 PREDICTORS: tuple[str, ...] = ("euler_maruyama", "reverse_diffusion")
 
@@ -38,76 +37,55 @@ def _norm(x):
     return jnp.mean(jnp.sqrt(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=-1)))
 
 
-class PC(AbstractSampler):
+class PC(AbstractFixedStepSampler):
     """Predictor–corrector sampler (score_sde): Langevin corrector + reverse-SDE predictor.
 
-    Works for every process with a score (the reflection map is applied after each update).
-    **NFE** = ``num_steps * (1 + n_corrector)``.
+    Works for every process with a score (the reflection map is applied after each corrector
+    update and after each step). ``grid``: ``uniform``, ``quadratic``, ``karras`` or an explicit
+    array of ``num_steps + 1`` times. **NFE** = ``num_steps * (1 + n_corrector)``.
     """
 
-    num_steps: int = 1000
+    num_steps: int | None = None
     snr: float = 0.16
     n_corrector: int = 1
     predictor: str = "euler_maruyama"
-    grid: str = "uniform"
+    grid: str | Array = "uniform"
     ode: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    default_steps: ClassVar[int] = 1000
 
     def __check_init__(self):
-        check_steps(self.num_steps)
-        if not float(self.snr) > 0:
-            raise arg_error("snr", self.snr, "a value > 0")
-        if isinstance(self.n_corrector, bool) or int(self.n_corrector) != self.n_corrector or \
-                int(self.n_corrector) < 0:
-            raise arg_error("n_corrector", self.n_corrector, "an integer >= 0")
+        check_real("snr", self.snr, "a finite value > 0", lambda v: v > 0)
+        check_int("n_corrector", self.n_corrector, 0)
         check_choice("predictor", self.predictor, PREDICTORS)
-        check_choice("grid", self.grid, GRIDS)
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    @property
+    def step_nfe(self) -> int:  # type: ignore[override]
+        return 1 + int(self.n_corrector)
+
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
         p = fn.process
-        n = int(self.num_steps)
-        m = int(self.n_corrector)
-        ts = time_grid(self.grid, n, p.t1, t_end).astype(z1.dtype)
         affine = isinstance(p, AbstractAffineGaussianProcess)
+        kc, kp = jr.split(key)
+        a = (p.alpha(t) / p.alpha(t_next)) ** 2 if affine else jnp.ones((), z.dtype)
 
-        def corrector(z, t, a, k):
-            def one(z, kk):
-                s = fn.score(z, t)
-                noise = jr.normal(kk, z.shape, z.dtype)
-                e = 2.0 * a * (self.snr * _norm(noise) / _norm(s)) ** 2
-                return p.reflect(z + e * s + jnp.sqrt(2.0 * e) * noise), None
+        def corrector(z, kk):  # one Langevin step at fixed t
+            s = fn.score(z, t)
+            noise = jr.normal(kk, z.shape, z.dtype)
+            e = 2.0 * a * (self.snr * _norm(noise) / _norm(s)) ** 2
+            return p.reflect(z + e * s + jnp.sqrt(2.0 * e) * noise), None
 
-            if m == 0:
-                return z
-            z, _ = jax.lax.scan(one, z, jr.split(k, m))
-            return z
-
-        def predictor(z, t, t_next, k):
-            noise = jr.normal(k, z.shape, z.dtype)
+        if int(self.n_corrector) > 0:
+            z, _ = jax.lax.scan(corrector, z, jr.split(kc, int(self.n_corrector)))
+        noise = jr.normal(kp, z.shape, z.dtype)
+        if self.predictor == "reverse_diffusion" and affine:
+            r = p.alpha(t) / p.alpha(t_next)
+            v = p.sigma(t) ** 2 - (r * p.sigma(t_next)) ** 2
+            z = (2.0 - r) * z + v * fn.score(z, t) + jnp.sqrt(v) * noise
+        else:
             h = t - t_next
-            if self.predictor == "reverse_diffusion" and affine:
-                a = p.alpha(t) / p.alpha(t_next)
-                v = p.sigma(t) ** 2 - (a * p.sigma(t_next)) ** 2
-                z = (2.0 - a) * z + v * fn.score(z, t) + jnp.sqrt(v) * noise
-            else:
-                g = p.diffusion(t, z)
-                z = z + h * fn.reverse_drift(z, t) + g * jnp.sqrt(h) * noise
-            return p.reflect(z)
-
-        def body(z, inp):
-            t, t_next, k = inp
-            kc, kp = jr.split(k)
-            a = (p.alpha(t) / p.alpha(t_next)) ** 2 if affine else jnp.ones((), z.dtype)
-            z = corrector(z, t, a, kc)
-            z = predictor(z, t, t_next, kp)
-            return z, (z if save_trajectory else None)
-
-        z, traj = jax.lax.scan(body, z1, (ts[:-1], ts[1:], jr.split(key, n)))
-        stats = dict(nfe=jnp.asarray(n * (1 + m)), num_steps=jnp.asarray(n),
-                     num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts[1:], trajectory=traj)
-        return z, stats
+            z = z + h * fn.reverse_drift(z, t) + p.diffusion(t, z) * jnp.sqrt(h) * noise
+        return z, memory
 
 
 __all__ = ["PC", "PREDICTORS"]

@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
 
-from .._custom_types import Data, Key
+from .._custom_types import Array, Data, Key
 from .._errors import arg_error, check_choice
-from ._base import AbstractSampler, PredictionFn
-from ._grids import GRIDS, time_grid
+from ._base import AbstractSampler, PredictionFn, SolveStats
+from ._loop import AbstractFixedStepSampler, Reflecting, check_int, check_real
 
 Backend = Literal["scan", "diffrax"]
 
@@ -67,125 +67,96 @@ def _diag(g, z):
     return lx.DiagonalLinearOperator(jnp.broadcast_to(g, z.shape).astype(z.dtype))
 
 
-class EulerMaruyama(AbstractSampler):
+class EulerMaruyama(AbstractFixedStepSampler):
     """Reverse-time SDE by Euler–Maruyama on a fixed grid.
 
     ``z <- z + h [-f(z, t) + g(t)^2 s(z, t)] + g(t) sqrt(h) xi`` for ``t`` on the grid
-    (``uniform``, ``quadratic`` or ``karras``), one network call per step, the reflection map
-    applied after every step. **NFE** = ``num_steps``.
+    (``uniform``, ``quadratic``, ``karras`` or an explicit array of ``num_steps + 1`` times),
+    one network call per step, the reflection map applied after every step. **NFE** =
+    ``num_steps``. ``backend="diffrax"`` runs the same algorithm on ``diffeqsolve`` + ``StepTo``.
     """
 
-    num_steps: int = 1000
-    grid: str = "uniform"
+    num_steps: int | None = None
+    grid: str | Array = "uniform"
     backend: str = "scan"
     ode: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    default_steps: ClassVar[int] = 1000
 
     def __check_init__(self):
-        if int(self.num_steps) < 1:
-            raise arg_error("num_steps", self.num_steps, "an integer >= 1")
-        check_choice("grid", self.grid, GRIDS)
         check_choice("backend", self.backend, ("scan", "diffrax"))
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    @property
+    def use_diffrax(self) -> bool:
+        return self.backend == "diffrax"
+
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
         p = fn.process
-        ts = time_grid(self.grid, self.num_steps, p.t1, t_end).astype(z1.dtype)
-        n = self.num_steps
-        if self.backend == "scan":
-            def step(z, inp):
-                t, t_next, k = inp
-                h = t - t_next
-                drift = fn.reverse_drift(z, t)
-                g = p.diffusion(t, z)
-                z = z + h * drift + g * jnp.sqrt(h) * jr.normal(k, z.shape, z.dtype)
-                z = p.reflect(z)
-                return z, (z if save_trajectory else None)
+        h = t - t_next
+        g = p.diffusion(t, z)
+        noise = jr.normal(key, z.shape, z.dtype)
+        return z + h * fn.reverse_drift(z, t) + g * jnp.sqrt(h) * noise, memory
 
-            z, traj = jax.lax.scan(step, z1, (ts[:-1], ts[1:], jr.split(key, n)))
-        else:
-            t1 = p.t1
-            bm = dfx.UnsafeBrownianPath(shape=z1.shape, key=key)
-            terms = dfx.MultiTerm(
-                dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t1 - tau)),
-                dfx.ControlTerm(lambda tau, z, args: _diag(p.diffusion(t1 - tau, z), z), bm),
-            )
-            taus = t1 - ts
-            saveat = dfx.SaveAt(ts=taus[1:]) if save_trajectory else dfx.SaveAt(t1=True)
-            sol = dfx.diffeqsolve(
-                terms, dfx.Euler(), taus[0], taus[-1], dt0=None, y0=z1, saveat=saveat,
-                stepsize_controller=dfx.StepTo(ts=taus), adjoint=dfx.ForwardMode(), max_steps=n,
-            )
-            z = sol.ys[-1]
-            traj = sol.ys
-        stats = dict(nfe=jnp.asarray(n), num_steps=jnp.asarray(n), num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts[1:], trajectory=traj)
-        return z, stats
+    def diffrax_problem(self, fn: PredictionFn, key: Key, z1: Data, t_start):
+        p = fn.process
+        bm = dfx.UnsafeBrownianPath(shape=z1.shape, key=key)
+        terms = dfx.MultiTerm(
+            dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t_start - tau)),
+            dfx.ControlTerm(lambda tau, z, args: _diag(p.diffusion(t_start - tau, z), z), bm),
+        )
+        return terms, dfx.Euler()
 
 
-class ODE(AbstractSampler):
+class ODE(AbstractFixedStepSampler):
     """Probability-flow ODE with a fixed-step Euler (order 1) or Heun (order 2) method.
 
     ``dz/dtau = -f(z, t) + g(t)^2 s(z, t) / 2``. **NFE** = ``num_steps`` (Euler) or
-    ``2 num_steps`` (Heun).
+    ``2 num_steps`` (Heun). ``grid`` and ``backend`` as for `EulerMaruyama`.
     """
 
-    num_steps: int = 100
+    num_steps: int | None = None
     solver: str = "heun"
-    grid: str = "uniform"
+    grid: str | Array = "uniform"
     backend: str = "scan"
     ode: ClassVar[bool] = True
+    default_steps: ClassVar[int] = 100
 
     def __check_init__(self):
-        if int(self.num_steps) < 1:
-            raise arg_error("num_steps", self.num_steps, "an integer >= 1")
         check_choice("solver", self.solver, ("euler", "heun"))
-        check_choice("grid", self.grid, GRIDS)
         check_choice("backend", self.backend, ("scan", "diffrax"))
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
-        p = fn.process
-        ts = time_grid(self.grid, self.num_steps, p.t1, t_end).astype(z1.dtype)
-        n = self.num_steps
-        heun = self.solver == "heun"
-        if self.backend == "scan":
-            def step(z, inp):
-                t, t_next = inp
-                h = t - t_next
-                d1 = fn.reverse_drift(z, t, ode=True)
-                z_e = z + h * d1
-                if heun:
-                    d2 = fn.reverse_drift(z_e, t_next, ode=True)
-                    z_e = z + 0.5 * h * (d1 + d2)
-                z_e = p.reflect(z_e)
-                return z_e, (z_e if save_trajectory else None)
+    @property
+    def order(self) -> float:  # type: ignore[override]
+        return 2.0 if self.solver == "heun" else 1.0
 
-            z, traj = jax.lax.scan(step, z1, (ts[:-1], ts[1:]))
-        else:
-            t1 = p.t1
-            term = dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t1 - tau, ode=True))
-            taus = t1 - ts
-            saveat = dfx.SaveAt(ts=taus[1:]) if save_trajectory else dfx.SaveAt(t1=True)
-            sol = dfx.diffeqsolve(
-                term, dfx.Heun() if heun else dfx.Euler(), taus[0], taus[-1], dt0=None, y0=z1,
-                saveat=saveat, stepsize_controller=dfx.StepTo(ts=taus), max_steps=n,
-                adjoint=dfx.ForwardMode(),
-            )
-            z, traj = sol.ys[-1], sol.ys
-        nfe = (2 if heun else 1) * n
-        stats = dict(nfe=jnp.asarray(nfe), num_steps=jnp.asarray(n), num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts[1:], trajectory=traj)
-        return z, stats
+    @property
+    def step_nfe(self) -> int:  # type: ignore[override]
+        return 2 if self.solver == "heun" else 1
+
+    @property
+    def use_diffrax(self) -> bool:
+        return self.backend == "diffrax"
+
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
+        h = t - t_next
+        d1 = fn.reverse_drift(z, t, ode=True)
+        z_e = z + h * d1
+        if self.solver == "heun":
+            d2 = fn.reverse_drift(z_e, t_next, ode=True)
+            z_e = z + 0.5 * h * (d1 + d2)
+        return z_e, memory
+
+    def diffrax_problem(self, fn: PredictionFn, key: Key, z1: Data, t_start):
+        term = dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t_start - tau, ode=True))
+        return term, dfx.Heun() if self.solver == "heun" else dfx.Euler()
 
 
 def _check_adaptive(method, table) -> None:
     for name in ("rtol", "atol"):
-        if not float(getattr(method, name)) > 0:
-            raise arg_error(name, getattr(method, name), "a value > 0")
-    if int(method.max_steps) < 1:
-        raise arg_error("max_steps", method.max_steps, "an integer >= 1")
+        check_real(name, getattr(method, name), "a finite value > 0", lambda v: v > 0)
+    check_int("max_steps", method.max_steps, 1)
+    if method.dt0 is not None:
+        check_real("dt0", method.dt0, "None or a finite value > 0", lambda v: v > 0)
     _solver(method.solver, table, "solver")
 
 
@@ -193,13 +164,17 @@ def _solver(value, table, name):
     if isinstance(value, str):
         check_choice(name, value, tuple(table))
         return table[value]()
+    if not isinstance(value, dfx.AbstractSolver):
+        raise arg_error(name, value, "one of " + ", ".join(repr(k) for k in table)
+                        + " or a diffrax solver")
     return value
 
 
 class AdaptiveODE(AbstractSampler):
     """Probability-flow ODE with an adaptive diffrax solver (default Tsit5) and
     ``PIDController(rtol, atol)``. **NFE** is computed from the solver's accepted and rejected
-    steps (Tsit5/Dopri5: ``6 steps + 1``)."""
+    steps (Tsit5/Dopri5: ``6 steps + 1``). Every step ends with ``process.reflect``
+    (`Reflecting`)."""
 
     rtol: float = 1e-5
     atol: float = 1e-5
@@ -207,32 +182,34 @@ class AdaptiveODE(AbstractSampler):
     max_steps: int = 4096
     dt0: float | None = None
     ode: ClassVar[bool] = True
+    order: ClassVar[float] = 5.0
+    keeps_in_domain: ClassVar[bool] = True
 
     def __check_init__(self):
         _check_adaptive(self, _ODE_SOLVERS)
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
-        p = fn.process
-        t1 = p.t1
+    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end, *,
+              save_trajectory: bool = False, t_start=None):
+        t_start = fn.process.t1 if t_start is None else t_start
         solver = _solver(self.solver, _ODE_SOLVERS, "solver")
-        term = dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t1 - tau, ode=True))
-        span = t1 - t_end
+        term = dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t_start - tau, ode=True))
+        span = t_start - t_end
         dt0 = span / 64 if self.dt0 is None else self.dt0
         saveat = dfx.SaveAt(t1=True, steps=True) if save_trajectory else dfx.SaveAt(t1=True)
         sol = dfx.diffeqsolve(
-            term, solver, 0.0, span, dt0=dt0, y0=z1, saveat=saveat,
+            term, Reflecting(solver, fn.process), 0.0, span, dt0=dt0, y0=z1, saveat=saveat,
             stepsize_controller=dfx.PIDController(rtol=self.rtol, atol=self.atol),
             max_steps=self.max_steps, adjoint=dfx.ForwardMode(),
         )
-        return _adaptive_result(sol, solver, t1, save_trajectory)
+        return _adaptive_result(sol, solver, t_start, save_trajectory)
 
 
 class AdaptiveSDE(AbstractSampler):
     """Reverse SDE with an adaptive stochastic diffrax solver (default Heun, valid because
     sdekit's processes have additive noise, where Itô and Stratonovich agree), a
-    ``PIDController(rtol, atol)`` and a ``VirtualBrownianTree`` (so rejected steps re-use the
-    same Brownian path)."""
+    ``PIDController(rtol, atol)`` and a ``VirtualBrownianTree`` of tolerance ``brownian_tol``
+    (default ``span / 4096``; so rejected steps re-use the same Brownian path). Every step ends
+    with ``process.reflect`` (`Reflecting`)."""
 
     rtol: float = 1e-2
     atol: float = 1e-2
@@ -241,41 +218,50 @@ class AdaptiveSDE(AbstractSampler):
     dt0: float | None = None
     brownian_tol: float | None = None
     ode: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    keeps_in_domain: ClassVar[bool] = True
 
     def __check_init__(self):
         _check_adaptive(self, _SDE_SOLVERS)
+        if self.brownian_tol is not None:
+            check_real("brownian_tol", self.brownian_tol,
+                       "None or a finite value > 0 (the Brownian tree's time resolution)",
+                       lambda v: v > 0)
 
-    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *,
-              save_trajectory: bool = False):
+    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end, *,
+              save_trajectory: bool = False, t_start=None):
         p = fn.process
-        t1 = p.t1
+        t_start = p.t1 if t_start is None else t_start
         solver = _solver(self.solver, _SDE_SOLVERS, "solver")
-        span = t1 - t_end
-        levy = dfx.SpaceTimeLevyArea if isinstance(solver, (dfx.ShARK, dfx.SRA1, dfx.SPaRK)) else None
+        span = t_start - t_end
+        srk = isinstance(solver, (dfx.ShARK, dfx.SRA1, dfx.SPaRK))
+        levy = dfx.SpaceTimeLevyArea if srk else None
         tol = span / 2**12 if self.brownian_tol is None else self.brownian_tol
         bm = dfx.VirtualBrownianTree(0.0, span, tol=tol, shape=jax.ShapeDtypeStruct(
             z1.shape, z1.dtype), key=key, **({"levy_area": levy} if levy else {}))
         terms = dfx.MultiTerm(
-            dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t1 - tau)),
-            dfx.ControlTerm(lambda tau, z, args: _diag(p.diffusion(t1 - tau, z), z), bm),
+            dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t_start - tau)),
+            dfx.ControlTerm(lambda tau, z, args: _diag(p.diffusion(t_start - tau, z), z), bm),
         )
         dt0 = span / 64 if self.dt0 is None else self.dt0
         saveat = dfx.SaveAt(t1=True, steps=True) if save_trajectory else dfx.SaveAt(t1=True)
         sol = dfx.diffeqsolve(
-            terms, solver, 0.0, span, dt0=dt0, y0=z1, saveat=saveat,
+            terms, Reflecting(solver, p), 0.0, span, dt0=dt0, y0=z1, saveat=saveat,
             stepsize_controller=dfx.PIDController(rtol=self.rtol, atol=self.atol,
                                                   dtmin=span / self.max_steps),
             max_steps=self.max_steps,
         )
-        return _adaptive_result(sol, solver, t1, save_trajectory)
+        return _adaptive_result(sol, solver, t_start, save_trajectory)
 
 
-def _adaptive_result(sol, solver, t1, save_trajectory):
+def _adaptive_result(sol, solver, t_start, save_trajectory):
     n = sol.stats["num_steps"]
     rej = sol.stats["num_rejected_steps"]
-    stats = dict(nfe=_nfe(solver, n), num_steps=n, num_rejected=rej)
-    if save_trajectory:  # SaveAt(steps=True): rows past the last step are padded with inf
-        stats.update(ts=t1 - sol.ts[:-1], trajectory=sol.ys[:-1])
+    # SaveAt(steps=True): rows past the last step are padded with inf
+    stats = SolveStats(nfe=jnp.asarray(_nfe(solver, n)), num_steps=jnp.asarray(n),
+                       num_rejected=jnp.asarray(rej),
+                       ts=t_start - sol.ts[:-1] if save_trajectory else None,
+                       trajectory=sol.ys[:-1] if save_trajectory else None)
     return sol.ys[-1], stats
 
 

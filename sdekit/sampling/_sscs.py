@@ -23,40 +23,32 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._custom_types import Data, Key
-from .._errors import arg_error, check_choice
-from ..processes import AbstractProcess
+from .._custom_types import Array, Data, Key
 from ..processes._linear_sde import AbstractLinearSDE, _apply, _mat, _tri_factor
-from ._base import AbstractSampler, PredictionFn
-from ._grids import GRIDS, time_grid
+from ._base import PredictionFn
+from ._loop import AbstractFixedStepSampler
 
 
-class SSCS(AbstractSampler):
+class SSCS(AbstractFixedStepSampler):
     """Symmetric splitting sampler for `sdekit.processes.AbstractLinearSDE` processes
-    (PSLD, CLD, ``LinearSDE``) on a fixed ``uniform`` or ``quadratic`` grid."""
+    (PSLD, CLD, ``LinearSDE``) on a fixed ``uniform``, ``quadratic`` or ``karras`` grid or an
+    explicit array of ``num_steps + 1`` times."""
 
-    num_steps: int = 1000
-    grid: str = "uniform"
+    num_steps: int | None = None
+    grid: str | Array = "uniform"
     ode: ClassVar[bool] = False
+    order: ClassVar[float] = 1.0
+    requires: ClassVar[type] = AbstractLinearSDE
+    default_steps: ClassVar[int] = 1000
 
-    def __check_init__(self):
-        if int(self.num_steps) < 1:
-            raise arg_error("num_steps", self.num_steps, "an integer >= 1")
-        check_choice("grid", self.grid, GRIDS)
+    def step(self, fn: PredictionFn, t, t_next, z: Data, memory, key: Key):
+        return self.split_step(key, fn, z, t, t - t_next), memory
 
-    def check_process(self, process: AbstractProcess) -> None:
-        if not isinstance(process, AbstractLinearSDE):
-            raise TypeError(
-                f"SSCS needs an AbstractLinearSDE (PSLD, CLD, LinearSDE); got "
-                f"{type(process).__name__}."
-            )
-
-    def step(self, key: Key, fn: PredictionFn, z: Data, t, h) -> Data:
+    def split_step(self, key: Key, fn: PredictionFn, z: Data, t, h) -> Data:
         """One SSCS step from forward time ``t`` to ``t - h`` (scalars)."""
         p = fn.process
         k = p.k
@@ -82,24 +74,6 @@ class SSCS(AbstractSampler):
         z = z + h * beta * (_apply(GGt, s, k) + _apply(W, z, k))
         z = a_flow(z, b2, k2)
         return p.reflect(z)
-
-    def solve(
-        self, key: Key, fn: PredictionFn, z1: Data, t_end: float, *, save_trajectory: bool = False
-    ):
-        p = fn.process
-        n = int(self.num_steps)
-        ts = time_grid(self.grid, n, p.t1, t_end).astype(z1.dtype)
-
-        def body(z, inp):
-            t, t_next, kk = inp
-            z = self.step(kk, fn, z, t, t - t_next)
-            return z, (z if save_trajectory else None)
-
-        z, traj = jax.lax.scan(body, z1, (ts[:-1], ts[1:], jr.split(key, n)))
-        stats = dict(nfe=jnp.asarray(n), num_steps=jnp.asarray(n), num_rejected=jnp.asarray(0))
-        if save_trajectory:
-            stats.update(ts=ts[1:], trajectory=traj)
-        return z, stats
 
 
 __all__ = ["SSCS"]

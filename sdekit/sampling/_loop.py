@@ -1,0 +1,278 @@
+"""The one stepping loop of every fixed-step sampler, and the reflecting diffrax solver wrapper.
+
+A fixed-step sampler (`AbstractFixedStepSampler`) writes only its ``step``: one update from time
+``t`` to ``t_next < t``. `run_steps` owns everything else: the time grid, the ``lax.scan`` over
+it (or diffrax's ``diffeqsolve`` with ``StepTo`` for the samplers that offer that backend), the
+per-step keys, the reflection ``process.reflect`` after every step, the trajectory, the NFE and
+the typed `SolveStats`. `Reflecting` wraps any diffrax solver so that every step it takes
+(accepted or not) ends in the process's domain; the adaptive samplers use it.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .._custom_types import Array, Data, Key
+from .._errors import arg_error, check_choice
+from ..processes import AbstractProcess
+from ._base import AbstractSampler, PredictionFn, SolveStats
+from ._grids import GRIDS, time_grid
+
+
+def _is_traced(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def concrete(name: str, value: Any) -> Any:
+    """``value`` unchanged, or a clear error if it is a traced JAX value (sampler settings are
+    static: they shape the loop)."""
+    if _is_traced(value):
+        raise arg_error(name, f"a traced value {value}", "a concrete Python number (sampler "
+                        "settings are static; build the sampler outside jax.jit / vmap / grad)")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """An integer ``>= minimum`` (not a bool, float, string or traced value)."""
+    concrete(name, value)
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or int(value) < minimum:
+        raise arg_error(name, value, f"an integer >= {minimum}")
+    return int(value)
+
+
+def check_real(name: str, value: Any, expected: str, ok) -> float:
+    """A finite real number satisfying ``ok`` (a predicate), else a clear error."""
+    concrete(name, value)
+    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
+        raise arg_error(name, value, expected)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise arg_error(name, value, expected) from None
+    if not np.isfinite(v) or not ok(v):
+        raise arg_error(name, value, expected)
+    return v
+
+
+def check_grid_array(grid: Any) -> np.ndarray:
+    """A concrete, finite, strictly decreasing 1-D array of at least two times."""
+    concrete("grid", grid)
+    g = np.asarray(grid)
+    if g.ndim != 1 or g.shape[0] < 2 or not np.issubdtype(g.dtype, np.floating) \
+            or not np.all(np.isfinite(g)) or not np.all(np.diff(g) < 0):
+        raise arg_error("grid", grid if g.size <= 8 else f"an array of shape {g.shape}",
+                        "a grid name or a 1-D float array of >= 2 strictly decreasing finite "
+                        "times (num_steps + 1 of them)")
+    return g
+
+
+class AbstractFixedStepSampler(AbstractSampler):
+    """A sampler on a fixed time grid: subclasses write `step` (and, when the last step returns
+    a data prediction, `final_step`); the shared loop does the rest.
+
+    Concrete subclasses declare the fields ``num_steps`` (``None``: ``default_steps``, or the
+    length of an explicit grid minus one) and ``grid`` (a name from ``grid_kinds`` or an explicit
+    array of ``num_steps + 1`` decreasing times), and may set the capabilities of
+    `AbstractSampler` and ``step_nfe`` / ``final_nfe`` (network calls per step / last step).
+    The loop applies ``process.reflect`` after every step.
+    """
+
+    num_steps: eqx.AbstractVar[int | None]
+    grid: eqx.AbstractVar[Any]
+
+    keeps_in_domain: ClassVar[bool] = True
+    grid_kinds: ClassVar[tuple[str, ...]] = GRIDS
+    default_steps: ClassVar[int] = 100
+    step_nfe: ClassVar[int] = 1
+    final_nfe: ClassVar[int] = 1
+
+    def __post_init__(self):
+        if isinstance(self.grid, str):
+            if self.num_steps is None:
+                self.num_steps = self.default_steps
+            return
+        g = check_grid_array(self.grid)
+        if self.num_steps is None:
+            self.num_steps = g.shape[0] - 1
+        elif check_int("num_steps", self.num_steps, 1) != g.shape[0] - 1:
+            raise ValueError(
+                f"arguments `num_steps` and `grid`: got num_steps={self.num_steps!r} and a grid "
+                f"of {g.shape[0]} times, expected num_steps + 1 times (or num_steps=None)."
+            )
+
+    def __check_init__(self):
+        check_int("num_steps", self.num_steps, 1)
+        if isinstance(self.grid, str):
+            check_choice("grid", self.grid, self.grid_kinds)
+        else:
+            check_grid_array(self.grid)
+
+    # --- what a sampler writes -----------------------------------------------------------------
+
+    def init(self, fn: PredictionFn, z: Data, t: Any) -> Any:
+        """The sampler's memory before the first step (multistep history; default ``None``)."""
+        return None
+
+    @abc.abstractmethod
+    def step(self, fn: PredictionFn, t: Array, t_next: Array, z: Data, memory: Any,
+             key: Key) -> tuple[Data, Any]:
+        """One update of the state ``z`` from time ``t`` to ``t_next < t``: ``(z_next, memory)``.
+        The loop reflects ``z_next`` into the domain afterwards."""
+
+    def final_step(self, fn: PredictionFn, t: Array, t_next: Array, z: Data, memory: Any,
+                   key: Key) -> Data:
+        """The last update when ``returns_x0``: the data prediction (default: a plain step)."""
+        return self.step(fn, t, t_next, z, memory, key)[0]
+
+    def named_grid(self, process: AbstractProcess, t_start: Any, t_end: Any, dtype: Any) -> Array:
+        """The ``num_steps + 1`` times of the named ``grid`` from ``t_start`` to ``t_end``."""
+        return time_grid(self.grid, self.num_steps, t_start, t_end, dtype=dtype)
+
+    @property
+    def use_diffrax(self) -> bool:
+        """Whether the loop runs on diffrax (``diffeqsolve`` + ``StepTo``) instead of a scan."""
+        return False
+
+    def diffrax_problem(self, fn: PredictionFn, key: Key, z1: Data, t_start: Any):
+        """``(terms, solver)`` in reverse time ``tau = t_start - t`` for the diffrax backend."""
+        raise TypeError(f"{type(self).__name__} has no diffrax backend.")
+
+    # --- what the loop does -----------------------------------------------------------------------
+
+    def times(self, process: AbstractProcess, t_start: Any, t_end: Any, dtype: Any) -> Array:
+        """The grid this sampler runs on (named or explicit), in ``dtype``."""
+        if isinstance(self.grid, str):
+            return self.named_grid(process, t_start, t_end, dtype)
+        return jnp.asarray(self.grid, dtype=dtype)
+
+    def nfe(self) -> int:
+        """Network evaluations of one solve."""
+        n = int(self.num_steps)
+        if self.returns_x0:
+            return self.step_nfe * (n - 1) + self.final_nfe
+        return self.step_nfe * n
+
+    def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end: Any, *,
+              save_trajectory: bool = False, t_start: Any = None) -> tuple[Data, SolveStats]:
+        """Run the shared loop (see `run_steps`)."""
+        t_start = fn.process.t1 if t_start is None else t_start
+        return run_steps(self, key, fn, z1, t_start, t_end, save_trajectory)
+
+
+def run_steps(sampler: AbstractFixedStepSampler, key: Key, fn: PredictionFn, z1: Data,
+              t_start: Any, t_end: Any, save_trajectory: bool) -> tuple[Data, SolveStats]:
+    """The loop of every fixed-step sampler: grid, keys, steps, reflection, trajectory, stats."""
+    p = fn.process
+    n = int(sampler.num_steps)
+    ts = sampler.times(p, t_start, t_end, z1.dtype)
+    keys = jr.split(key, n)
+    if sampler.use_diffrax:
+        z, traj = _diffrax_loop(sampler, fn, z1, ts, keys, save_trajectory)
+    else:
+        final = bool(sampler.returns_x0)
+        n_scan = n - 1 if final else n
+        memory = sampler.init(fn, z1, ts[0])
+
+        def body(carry, inp):
+            z, mem = carry
+            t, t_next, k = inp
+            z, mem = sampler.step(fn, t, t_next, z, mem, k)
+            z = p.reflect(z)
+            return (z, mem), (z if save_trajectory else None)
+
+        (z, memory), traj = jax.lax.scan(
+            body, (z1, memory), (ts[:n_scan], ts[1:n_scan + 1], keys[:n_scan]))
+        if final:
+            z = p.reflect(sampler.final_step(fn, ts[n - 1], ts[n], z, memory, keys[n - 1]))
+            if save_trajectory:
+                traj = jnp.concatenate([traj, z[None]], axis=0)
+    stats = SolveStats(nfe=jnp.asarray(sampler.nfe()), num_steps=jnp.asarray(n),
+                       num_rejected=jnp.asarray(0), ts=ts[1:] if save_trajectory else None,
+                       trajectory=traj if save_trajectory else None)
+    return z, stats
+
+
+def _diffrax_loop(sampler, fn, z1, ts, keys, save_trajectory):
+    n = ts.shape[0] - 1
+    terms, solver = sampler.diffrax_problem(fn, keys[0], z1, ts[0])
+    taus = ts[0] - ts
+    saveat = dfx.SaveAt(steps=True) if save_trajectory else dfx.SaveAt(t1=True)
+    sol = dfx.diffeqsolve(
+        terms, Reflecting(solver, fn.process), taus[0], taus[-1], dt0=None, y0=z1, saveat=saveat,
+        stepsize_controller=dfx.StepTo(ts=taus), adjoint=dfx.ForwardMode(), max_steps=n,
+    )
+    return sol.ys[-1], sol.ys
+
+
+class Reflecting(dfx.AbstractWrappedSolver):
+    """A diffrax solver that applies ``process.reflect`` to the state at the end of every step
+    of the wrapped solver, so that every accepted step ends in the process's domain (for an
+    unbounded process ``reflect`` is the identity and this is the wrapped solver).
+
+    Dense output between steps interpolates the unreflected stages: save at steps
+    (``SaveAt(steps=True)`` / ``t1=True``), as the samplers do.
+    """
+
+    solver: dfx.AbstractSolver
+    process: AbstractProcess
+
+    def __init__(self, solver: dfx.AbstractSolver, process: AbstractProcess):
+        if isinstance(solver, (dfx.AbstractRungeKutta, dfx.AbstractSRK)) \
+                and solver.scan_kind is None:
+            # what diffeqsolve does itself for forward-mode autodiff, which it cannot do
+            # through the wrapper (same numbers)
+            solver = eqx.tree_at(lambda s: s.scan_kind, solver, "bounded",
+                                 is_leaf=lambda x: x is None)
+        self.solver = solver
+        self.process = process
+
+    @property
+    def scan_kind(self):
+        return getattr(self.solver, "scan_kind", None)
+
+    @property
+    def term_structure(self):
+        return self.solver.term_structure
+
+    @property
+    def interpolation_cls(self):  # pyright: ignore
+        return self.solver.interpolation_cls
+
+    @property
+    def term_compatible_contr_kwargs(self):
+        return self.solver.term_compatible_contr_kwargs
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def strong_order(self, terms):
+        return self.solver.strong_order(terms)
+
+    def error_order(self, terms):
+        return self.solver.error_order(terms)
+
+    def init(self, terms, t0, t1, y0, args):
+        return self.solver.init(terms, t0, t1, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, y_error, dense_info, solver_state, result = self.solver.step(
+            terms, t0, t1, y0, args, solver_state, made_jump)
+        y1 = self.process.reflect(y1)
+        if isinstance(dense_info, dict) and "y1" in dense_info:
+            dense_info = dict(dense_info, y1=y1)
+        return y1, y_error, dense_info, solver_state, result
+
+    def func(self, terms, t0, y0, args):
+        return self.solver.func(terms, t0, y0, args)
+
+
+__all__ = ["AbstractFixedStepSampler", "Reflecting", "run_steps"]
