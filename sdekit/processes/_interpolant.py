@@ -129,7 +129,7 @@ class Interpolant(AbstractAffineGaussianProcess):
     It is the affine process of its schedule
     ([`LinearInterpolantSchedule`][sdekit.processes.LinearInterpolantSchedule],
     [`GVPSchedule`][sdekit.processes.GVPSchedule] or, for ``vp``,
-    [`LinearBetaSchedule`][sdekit.processes.LinearBetaSchedule]): the SDE
+    ``LinearBetaSchedule``): the SDE
     ``dx = f(t) x dt + g(t) dW`` with these marginals is SiT's ``SBDM`` diffusion; other
     diffusion forms with the same marginals are sampler options
     ([`InterpolantSDE`][sdekit.sampling.InterpolantSDE]). Velocity predictions convert to
