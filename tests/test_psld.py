@@ -13,7 +13,6 @@ import pytest
 import sdekit
 from sdekit.objectives._hsm import HSM, AugmentedDSM, hsm_loss
 from sdekit.processes import CLD, PSLD, LinearSDE, check_stationary, from_recipe
-from sdekit.processes._linear_sde import _apply
 from sdekit.sampling import SSCS, AdaptiveODE, EulerMaruyama, PredictionFn, sample, time_grid
 
 SETS = ("cifar10_sota", "cifar10_gamma0.02")
@@ -141,9 +140,13 @@ def test_sde_drifts_loss_match_reference(psld_ref, name):
         px = ps["predict_x_from_eps"]
         zt = _img(*px["z_t (x pixels, m pixels)"])
         e = _img(*px["eps (x pixels, m pixels)"])
-        z0 = p.eps_to_x0(e, zt, jnp.asarray(px["t"], jnp.float64))
+        z0 = p.eps_to_state0(e, zt, jnp.asarray(px["t"], jnp.float64))
         _close(z0[..., 0].ravel(), px["x0_hat"], 1e-9)
         _close(z0[..., 1].ravel(), px["m0_hat"], 1e-9)
+        # eps_to_x0 is the data prediction (the abstract contract): the x part
+        x0_hat = p.eps_to_x0(e, zt, jnp.asarray(px["t"], jnp.float64))
+        assert x0_hat.shape == zt.shape[:-1] + (1,)
+        _close(x0_hat.ravel(), px["x0_hat"], 1e-9)
 
         # HSM loss with the toy network on a fixed batch
         hl = ps["hsm_loss_with_toy_eps_net"]
@@ -394,7 +397,7 @@ def test_dsm_target_is_conditional_score_in_hsm_units():
             return jnp.zeros_like(z)
 
         loss = AugmentedDSM(p).per_example(net, x0, t, eps, eps0)
-        z0 = p.initial_state(x0) + jnp.concatenate(
+        z0 = p.state_from(x0) + jnp.concatenate(
             [jnp.zeros_like(x0), math.sqrt(p.kappa * p.M) * eps0[..., 1:]], -1
         )
         zt = captured["z"]
@@ -417,8 +420,8 @@ def _oracle(p, var):
         tb = t[0]  # samplers evaluate every example at the same time
         c = p.kernel_factor(tb).astype(z.dtype)
         prec = jnp.linalg.inv(p.kernel_covariance(tb, s0)).astype(z.dtype)
-        e = _apply(jnp.swapaxes(c, -1, -2), _apply(prec, z, p.k), p.k)
-        return p._select(e)
+        e = p.apply(jnp.swapaxes(c, -1, -2), p.apply(prec, z))
+        return p.select_predicted(e)
 
     return eps_net
 

@@ -9,6 +9,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import check_real
 from .._custom_types import Array, Data, Key, Time
 from .._errors import arg_error, broadcast_time, check_choice, check_output_shape
 from .._model import call_model
@@ -60,6 +61,8 @@ class DSM(eqx.Module):
         if not isinstance(self.process, AbstractGaussianProcess):
             raise arg_error("process", type(self.process).__name__, "an AbstractGaussianProcess")
         check_choice("prediction", self.prediction, PREDICTIONS)
+        check_real("sigma_data", self.sigma_data, lo=0.0, lo_open=True)
+        check_real("min_snr_gamma", self.min_snr_gamma, lo=0.0, lo_open=True)
         if self.target is not None:
             check_choice("target", self.target, PREDICTIONS)
         if not callable(self.weighting):
@@ -105,7 +108,7 @@ class DSM(eqx.Module):
         """The regression target at ``x_t`` built from ``x0`` with noise ``eps``."""
         target = self._target
         if target == "x0":
-            return self.process.eps_to_x0(eps, x_t, t) if x0.shape != x_t.shape else x0
+            return x0  # x_t = mean(x0, t) + C_t eps, so the data prediction target is x0 itself
         return convert(self.process, eps, x_t, t, source="eps", target=target)
 
     def per_example(self, model: Callable, x0: Data, t: Time, eps: Data, cond: Any = None,

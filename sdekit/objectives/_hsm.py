@@ -29,7 +29,7 @@ import numpy as np
 from .._custom_types import Array, Data, Key, Time
 from .._errors import arg_error, check_output_shape
 from .._model import call_model
-from ..processes._linear_sde import AbstractLinearSDE, _apply, _inv, _mat
+from ..processes import AbstractLinearSDE
 from ._time import AbstractTimeSampler, UniformTime
 
 
@@ -91,7 +91,7 @@ class HSM(_AugmentedLoss):
         z_t = p.perturb(x0, t, eps)
         out = call_model(model, z_t, t, cond, key)
         check_output_shape("model", out, p.prediction_shape(z_t.shape))
-        err = (out - p._select(eps)) ** 2
+        err = (out - p.select_predicted(eps)) ** 2
         return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
 
     def __call__(self, model: Callable, key: Key, x0: Data, cond: Any = None) -> Array:
@@ -118,15 +118,10 @@ class AugmentedDSM(_AugmentedLoss):
     ) -> Array:
         """Per-example losses; ``eps0`` (state-shaped) draws ``z_0 ~ N([x_0, 0], Sigma_0)``."""
         p = self.process
-        k = p.k
-        w, v = np.linalg.eigh(p.initial_covariance())
-        chol0 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T  # any square root of Sigma_0
-        z0 = p.initial_state(x0) + _apply(_mat(chol0, x0.dtype), eps0, k)
-        zero = np.zeros((k, k))
+        z0 = p.sample_initial_state(x0, eps0)
+        zero = np.zeros((p.k, p.k))
         z_t = p.perturb_state(z0, t, eps, initial_covariance=zero)
-        tb = p._tb(t, z_t)
-        c = p.kernel_factor(tb, zero).astype(z_t.dtype)
-        cond_score = -_apply(jnp.swapaxes(_inv(c), -1, -2), eps, k)
+        cond_score = p.kernel_score(eps, z_t, t, initial_covariance=zero)
         target = p.score_to_eps(cond_score, z_t, t)
         out = call_model(model, z_t, t, cond, key)
         check_output_shape("model", out, p.prediction_shape(z_t.shape))

@@ -8,8 +8,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import check_order, check_real
 from .._custom_types import Array, Key, Shape
-from .._errors import arg_error, check_less
 
 
 class AbstractTimeSampler(eqx.Module):
@@ -33,7 +33,9 @@ class UniformTime(AbstractTimeSampler):
     per_element: bool = False
 
     def __check_init__(self):
-        check_less("t_min", self.t_min, "t_max", self.t_max)
+        check_real("t_min", self.t_min, lo=0.0)
+        check_real("t_max", self.t_max)
+        check_order("t_min", self.t_min, "t_max", self.t_max)
 
     def draw(self, key: Key, shape: Shape) -> Array:
         return jr.uniform(key, shape, minval=self.t_min, maxval=self.t_max)
@@ -48,7 +50,9 @@ class StratifiedTime(AbstractTimeSampler):
     per_element: bool = False
 
     def __check_init__(self):
-        check_less("t_min", self.t_min, "t_max", self.t_max)
+        check_real("t_min", self.t_min, lo=0.0)
+        check_real("t_max", self.t_max)
+        check_order("t_min", self.t_min, "t_max", self.t_max)
 
     def draw(self, key: Key, shape: Shape) -> Array:
         n = 1
@@ -69,9 +73,11 @@ class LogNormalTime(AbstractTimeSampler):
     per_element: bool = False
 
     def __check_init__(self):
-        if not float(self.p_std) > 0:
-            raise arg_error("p_std", self.p_std, "a value > 0")
-        check_less("t_min", self.t_min, "t_max", self.t_max)
+        check_real("p_mean", self.p_mean)
+        check_real("p_std", self.p_std, lo=0.0, lo_open=True)
+        check_real("t_min", self.t_min, lo=0.0, lo_open=True)
+        check_real("t_max", self.t_max)
+        check_order("t_min", self.t_min, "t_max", self.t_max)
 
     def draw(self, key: Key, shape: Shape) -> Array:
         t = jnp.exp(self.p_mean + self.p_std * jr.normal(key, shape))

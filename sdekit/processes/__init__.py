@@ -19,34 +19,16 @@ from ._interpolant import GVPSchedule as GVPSchedule
 from ._interpolant import Interpolant as Interpolant
 from ._interpolant import LinearInterpolantSchedule as LinearInterpolantSchedule
 from ._interpolant import sit_time as sit_time
-from ._linear_sde import (
-    CLD as CLD,
-)
-from ._linear_sde import (
-    PSLD as PSLD,
-)
-from ._linear_sde import (
-    AbstractLinearSDE as AbstractLinearSDE,
-)
-from ._linear_sde import (
-    AbstractPhaseSpaceSDE as AbstractPhaseSpaceSDE,
-)
-from ._linear_sde import (
-    LinearSDE as LinearSDE,
-)
-from ._linear_sde import (
-    check_stationary as check_stationary,
-)
-from ._linear_sde import (
-    from_recipe as from_recipe,
-)
-from ._linear_sde import (
-    recipe_matrices as recipe_matrices,
-)
-from ._linear_sde import (
-    stationary_covariance as stationary_covariance,
-)
+from ._linalg import stationary_covariance as stationary_covariance
+from ._linear_sde import AbstractLinearSDE as AbstractLinearSDE
+from ._linear_sde import LinearSDE as LinearSDE
 from ._logsnr import LogSNR as LogSNR
+from ._phase_space import CLD as CLD
+from ._phase_space import PSLD as PSLD
+from ._phase_space import AbstractPhaseSpaceSDE as AbstractPhaseSpaceSDE
+from ._recipe import check_stationary as check_stationary
+from ._recipe import from_recipe as from_recipe
+from ._recipe import recipe_matrices as recipe_matrices
 from ._schedules import AbstractLogSNRSchedule as AbstractLogSNRSchedule
 from ._schedules import AbstractSchedule as AbstractSchedule
 from ._schedules import AbstractVPSchedule as AbstractVPSchedule

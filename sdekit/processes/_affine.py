@@ -19,7 +19,7 @@ import jax.random as jr
 from .._checks import static_float
 from .._custom_types import Array, Data, Key, Shape, Time
 from .._errors import arg_error, broadcast_time
-from ._base import AbstractGaussianProcess
+from ._base import AbstractGaussianProcess, check_time_domain
 from ._schedules import AbstractSchedule
 
 
@@ -40,6 +40,7 @@ class AbstractAffineGaussianProcess(AbstractGaussianProcess):
     def __check_init__(self):
         if not isinstance(self.schedule, AbstractSchedule):
             raise arg_error("schedule", type(self.schedule).__name__, "an AbstractSchedule")
+        check_time_domain(self.t0, self.t1)  # before evaluating the schedule there
         self.schedule.check_times(self.t0, self.t1)
 
     # --- the schedule --------------------------------------------------------------------------

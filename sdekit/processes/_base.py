@@ -7,13 +7,20 @@ the Itô SDE ``dx = f(t, x) dt + g(t, x) dW`` together with its reflection map a
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.random as jr
 
 from .._checks import check_order, check_real
 from .._custom_types import Array, Data, Key, Shape, Time
+
+
+def check_time_domain(t0: Any, t1: Any) -> None:
+    """``t0`` and ``t1`` finite with ``0 <= t0 < t1`` (errors name the argument)."""
+    check_real("t0", t0, lo=0.0)
+    check_real("t1", t1)
+    check_order("t0", t0, "t1", t1)
 
 
 class AbstractProcess(eqx.Module):
@@ -39,9 +46,7 @@ class AbstractProcess(eqx.Module):
         for name in ("t0", "t1"):
             if not hasattr(self, name):
                 raise TypeError(f"{type(self).__name__} must define the attribute `{name}`.")
-        check_real("t0", self.t0, lo=0.0)
-        check_real("t1", self.t1)
-        check_order("t0", self.t0, "t1", self.t1)
+        check_time_domain(self.t0, self.t1)
 
     @abc.abstractmethod
     def drift(self, t: Time, x: Data) -> Data:

@@ -184,14 +184,17 @@ def _run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_st
     z, stats = sampler.solve(k_solve, fn, z1, t_end, save_trajectory=save_trajectory,
                              t_start=t_start)
     nfe = stats.nfe
+    samples = None
     if denoise == "tweedie":
-        z = p.reflect(fn.x0(z, t_end))
+        samples = fn.x0(z, t_end)  # the data prediction (data shape, also for augmented states)
+        if samples.shape == z.shape:
+            samples = p.reflect(samples)
         nfe = nfe + 1
     elif denoise == "euler":
         z = p.reflect(z + t_end * fn.reverse_drift(z, t_end, ode=bool(sampler.ode)))
         nfe = nfe + 1
     return SampleResult(
-        samples=p.data_part(z),
+        samples=p.data_part(z) if samples is None else samples,
         nfe=jnp.asarray(nfe),
         num_steps=jnp.asarray(stats.num_steps),
         num_rejected=jnp.asarray(stats.num_rejected),

@@ -78,7 +78,8 @@ class SampleResult(eqx.Module):
     **Fields:** ``samples`` (data part of the final state), ``nfe`` (network evaluations),
     ``num_steps`` (solver steps, accepted and rejected), ``num_rejected`` (adaptive solvers),
     ``ts`` and ``trajectory`` (the states at ``ts``, when asked for; ``None`` otherwise),
-    ``state`` (the full final state, e.g. PSLD's ``[x, m]``).
+    ``state`` (the full final state, e.g. PSLD's ``[x, m]``; with ``denoise="tweedie"`` the
+    state before the denoising step, whose data prediction is ``samples``).
     """
 
     samples: Data

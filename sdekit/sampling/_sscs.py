@@ -23,12 +23,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 
 from .._custom_types import Array, Data, Key
-from ..processes._linear_sde import AbstractLinearSDE, _apply, _mat, _tri_factor
+from ..processes import AbstractLinearSDE
 from ._base import PredictionFn
 from ._loop import AbstractFixedStepSampler
 
@@ -51,28 +49,14 @@ class SSCS(AbstractFixedStepSampler):
     def split_step(self, key: Key, fn: PredictionFn, z: Data, t, h) -> Data:
         """One SSCS step from forward time ``t`` to ``t - h`` (scalars)."""
         p = fn.process
-        k = p.k
-        G = p.diffusion_matrix()
-        GGt = G @ G.T
-        W = _mat(GGt @ np.linalg.inv(p.stationary_cov()), z.dtype)
-        GGt = _mat(GGt, z.dtype)
-        eye = p.numerical_eps * jnp.eye(k, dtype=z.dtype)
         k1, k2 = jr.split(key)
-
-        def a_flow(zz, b, kk):
-            phi, q = p.split_flow(b)
-            c = _tri_factor(q.astype(zz.dtype) + eye, p.decomp_mode)
-            xi = jr.normal(kk, zz.shape, zz.dtype)
-            return _apply(phi.astype(zz.dtype), zz, k) + _apply(c, xi, k)
-
         B = p.integrated_beta
         b1 = B(t) - B(t - 0.5 * h)
         b2 = B(t - 0.5 * h) - B(t - h)
-        z = a_flow(z, b1, k1)
+        z = p.split_flow_sample(k1, z, b1)
         s = fn.score(z, t)
-        beta = p.beta(t).astype(z.dtype)
-        z = z + h * beta * (_apply(GGt, s, k) + _apply(W, z, k))
-        z = a_flow(z, b2, k2)
+        z = z + h * p.split_score_drift(t, z, s)
+        z = p.split_flow_sample(k2, z, b2)
         return p.reflect(z)
 
 
