@@ -207,7 +207,7 @@ def _diffrax_loop(sampler, fn, z1, ts, keys, save_trajectory):
     taus = ts[0] - ts
     saveat = dfx.SaveAt(steps=True) if save_trajectory else dfx.SaveAt(t1=True)
     sol = dfx.diffeqsolve(
-        terms, Reflecting(solver, fn.process), taus[0], taus[-1], dt0=None, y0=z1, saveat=saveat,
+        terms, Reflecting.forward_mode(solver, fn.process), taus[0], taus[-1], dt0=None, y0=z1, saveat=saveat,
         stepsize_controller=dfx.StepTo(ts=taus), adjoint=dfx.ForwardMode(), max_steps=n,
     )
     return sol.ys[-1], sol.ys
@@ -225,15 +225,16 @@ class Reflecting(dfx.AbstractWrappedSolver):
     solver: dfx.AbstractSolver
     process: AbstractProcess
 
-    def __init__(self, solver: dfx.AbstractSolver, process: AbstractProcess):
+    @classmethod
+    def forward_mode(cls, solver: dfx.AbstractSolver, process: AbstractProcess) -> Reflecting:
+        """The wrapper for ``adjoint=ForwardMode()``: sets the inner Runge–Kutta solver's
+        ``scan_kind="bounded"`` as ``diffeqsolve`` does itself for forward mode (it cannot reach
+        through the wrapper); the numbers are the same."""
         if isinstance(solver, (dfx.AbstractRungeKutta, dfx.AbstractSRK)) \
                 and solver.scan_kind is None:
-            # what diffeqsolve does itself for forward-mode autodiff, which it cannot do
-            # through the wrapper (same numbers)
             solver = eqx.tree_at(lambda s: s.scan_kind, solver, "bounded",
                                  is_leaf=lambda x: x is None)
-        self.solver = solver
-        self.process = process
+        return cls(solver, process)
 
     @property
     def scan_kind(self):

@@ -197,7 +197,7 @@ class AdaptiveODE(AbstractSampler):
         dt0 = span / 64 if self.dt0 is None else self.dt0
         saveat = dfx.SaveAt(t1=True, steps=True) if save_trajectory else dfx.SaveAt(t1=True)
         sol = dfx.diffeqsolve(
-            term, Reflecting(solver, fn.process), 0.0, span, dt0=dt0, y0=z1, saveat=saveat,
+            term, Reflecting.forward_mode(solver, fn.process), 0.0, span, dt0=dt0, y0=z1, saveat=saveat,
             stepsize_controller=dfx.PIDController(rtol=self.rtol, atol=self.atol),
             max_steps=self.max_steps, adjoint=dfx.ForwardMode(),
         )
