@@ -21,10 +21,9 @@ from sdekit.objectives import (
     sit_interval,
 )
 from sdekit.parameterisation import convert
-from sdekit.sampling import AdaptiveODE, InterpolantSDE, diffusion_coefficient
+from sdekit.sampling import diffusion_coefficient
 
 from .conftest import load_reference
-from .helpers import cov_error, make_gaussian
 
 REF = load_reference("sit")
 PATHS = {"Linear": "linear", "GVP": "gvp", "VP": "vp"}
@@ -47,12 +46,12 @@ def test_paths_match_reference(name):
     with jax.enable_x64(True):
         p = sk.Interpolant(PATHS[name])
         t = 1.0 - _f64(ref["t"])
+        dv = ref["drift_var (compute_drift()[1]) = SBDM diffusion w(t) at norm 1"]
         checks = [(p.alpha(t), ref["alpha_t"]), (p.sigma(t), ref["sigma_t"]),
                   (-p.d_alpha(t), ref["d_alpha_t"]), (-p.d_sigma(t), ref["d_sigma_t"]),
                   (-p.f(t), ref["d_alpha_over_alpha"]),
                   (p.f(t), ref["drift_mean_coef (compute_drift()[0] for x=1)"]),
-                  (p.drift_var(t), ref["drift_var (compute_drift()[1]) = SBDM diffusion w(t) at norm 1"]),
-                  (0.5 * p.g2(t), ref["drift_var (compute_drift()[1]) = SBDM diffusion w(t) at norm 1"])]
+                  (p.drift_var(t), dv), (0.5 * p.g2(t), dv)]
         for got, want in checks:
             assert np.asarray(got).dtype == np.float64
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-12)
@@ -150,9 +149,10 @@ def test_loss_weights_match_reference():
             p = sk.Interpolant(path)
             wv = InterpolantLoss(p, "noise", "velocity").weight(t, x)[:, 0]
             wl = InterpolantLoss(p, "score", "likelihood").weight(t, x)[:, 0]
-            np.testing.assert_allclose(np.asarray(wv), ref[name]["velocity_weight=(drift_var/sigma)^2"],
+            r = ref[name]
+            np.testing.assert_allclose(np.asarray(wv), r["velocity_weight=(drift_var/sigma)^2"],
                                        rtol=1e-6)
-            np.testing.assert_allclose(np.asarray(wl), ref[name]["likelihood_weight=drift_var/sigma^2"],
+            np.testing.assert_allclose(np.asarray(wl), r["likelihood_weight=drift_var/sigma^2"],
                                        rtol=1e-6)
 
 
@@ -176,7 +176,8 @@ def test_intervals_match_reference_with_documented_fixes():
         lo, hi = sit_interval(path, pred, "train")
         assert (lo, hi) == pytest.approx((1 - r["train_interval"][1], 1 - r["train_interval"][0]))
     # ComboStoc's pre-fix copy leaves sample_eps None for noise/score models; sdekit resolves it
-    assert REF["create_transport_defaults_and_intervals_ComboStoc"]["Linear/noise"]["sample_eps"] is None
+    combo = REF["create_transport_defaults_and_intervals_ComboStoc"]
+    assert combo["Linear/noise"]["sample_eps"] is None
     assert sit_eps("linear", "noise") == (1e-3, 1e-3)
     assert sit_eps("linear", "noise", sample_eps=0.01) == (1e-3, 0.01)  # honoured alone
     assert sit_eps("linear", "velocity", sample_eps=0.01) == (0.0, 0.01)  # not forced to 0
@@ -203,8 +204,8 @@ def test_combostoc_times_and_targets_match_reference(key):
         assert t_mode.shape == mode_shape(MODES[mode], shape)
         t = combostoc_times(t_ori, t_mode, jnp.float64(p_val), shape)
         assert t.shape == shape and t.dtype == jnp.float64
-        np.testing.assert_allclose(np.asarray(t), 1.0 - _nhwc(r["t_expanded (what the network receives)"]),
-                                   rtol=1e-6, atol=1e-12)
+        want_t = 1.0 - _nhwc(r["t_expanded (what the network receives)"])
+        np.testing.assert_allclose(np.asarray(t), want_t, rtol=1e-6, atol=1e-12)
         loss = InterpolantLoss(proc, "velocity", compensate=True)
         x_t, target = loss.target(x0, t, eps)
         np.testing.assert_allclose(np.asarray(x_t), _nhwc(r["x_t"]), rtol=1e-6, atol=1e-12)
@@ -216,8 +217,8 @@ def test_combostoc_times_and_targets_match_reference(key):
                                    rtol=1e-6, atol=1e-12)
         zero = lambda x, t: jnp.zeros_like(x)  # noqa: E731
         per = loss.per_example(zero, x0, t, eps)
-        np.testing.assert_allclose(np.asarray(per), r["loss_with_zero_model = mean(target^2) per sample"],
-                                   rtol=1e-6)
+        want_loss = r["loss_with_zero_model = mean(target^2) per sample"]
+        np.testing.assert_allclose(np.asarray(per), want_loss, rtol=1e-6)
 
 
 def test_compensation_formula_check():
@@ -228,7 +229,7 @@ def test_compensation_formula_check():
         proc = sk.Interpolant("linear")
         x0 = _f64(_nhwc(setup["x1_data"]))
         eps = _f64(_nhwc(setup["x0_noise"]))
-        for mode, r in ref.items():
+        for r in ref.values():
             if not isinstance(r, dict) or "t" not in r:
                 continue
             t = 1.0 - _f64(_nhwc(r["t"]))

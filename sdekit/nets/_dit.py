@@ -12,7 +12,6 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._errors import arg_error
 from ._conditioning import check_labels, pool_map, time_map
-from ._sit_time import ElementTimeEmbedding
 from ._layers import (
     LayerNorm,
     Linear,
@@ -22,6 +21,7 @@ from ._layers import (
     normal_init,
     silu,
 )
+from ._sit_time import ElementTimeEmbedding
 
 
 def _timestep_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array:

@@ -8,8 +8,9 @@ All in sdekit's time (``t = 0`` data, ``t = 1`` noise; SiT's time is ``1 - t``) 
   optionally with ComboStoc's compensated velocity target.
 - [`ComboStoc`][sdekit.objectives.ComboStoc]: a time sampler returning a time of the data's
   shape, with the elements that share a time chosen by a mode.
-- [`compensate`][sdekit.objectives.compensate], [`combostoc_times`][sdekit.objectives.combostoc_times]:
-  the pure maths, for tests and custom losses.
+- [`compensate`][sdekit.objectives.compensate],
+  [`combostoc_times`][sdekit.objectives.combostoc_times]: the pure maths, for tests and custom
+  losses.
 - [`sit_eps`][sdekit.objectives.sit_eps], [`sit_interval`][sdekit.objectives.sit_interval]:
   SiT's end-point cut-offs and training / sampling intervals.
 """
@@ -273,7 +274,7 @@ class InterpolantLoss(eqx.Module):
 
     | prediction | loss |
     | --- | --- |
-    | ``velocity`` | ``(v_hat - u)^2``, ``u = alpha' x_0 + sigma' eps`` (or the compensated target) |
+    | ``velocity`` | ``(v_hat - u)^2``, ``u = alpha' x_0 + sigma' eps`` (or compensated) |
     | ``noise`` (``eps``) | ``lambda(t) (eps_hat - eps)^2`` |
     | ``score`` | ``lambda(t) (sigma s_hat + eps)^2`` |
 

@@ -11,7 +11,7 @@ changes sign, and SiT's velocity (pointing towards the data) is minus sdekit's v
 | path | ``alpha(t)`` | ``sigma(t)`` | ``f = alpha'/alpha`` | ``g^2 / 2`` (SiT's ``drift_var``) |
 | --- | --- | --- | --- | --- |
 | ``linear`` | ``1 - t`` | ``t`` | ``-1 / (1 - t)`` | ``t / (1 - t)`` |
-| ``gvp`` | ``cos(pi t / 2)`` | ``sin(pi t / 2)`` | ``-(pi/2) tan(pi t / 2)`` | ``(pi/2) tan(pi t / 2)`` |
+| ``gvp`` | ``cos(pi t/2)`` | ``sin(pi t/2)`` | ``-(pi/2) tan(pi t/2)`` | ``(pi/2) tan(pi t/2)`` |
 | ``vp`` | ``exp(-B(t) / 2)`` | ``sqrt(1 - alpha^2)`` | ``-beta(t) / 2`` | ``beta(t) / 2`` |
 
 with ``beta(t) = beta_min + t (beta_max - beta_min)`` and ``B(t) = int_0^t beta`` (the ``vp``
@@ -209,12 +209,14 @@ class Interpolant(AbstractAffineGaussianProcess):
         return a, s, da, ds, det
 
     def velocity_to_eps(self, u: Data, x_t: Data, t: Time) -> Data:
-        """Noise from a velocity ``u = dx/dt``: ``(alpha u - alpha' x) / (alpha sigma' - sigma alpha')``."""
+        """Noise from a velocity ``u = dx/dt``:
+        ``(alpha u - alpha' x) / (alpha sigma' - sigma alpha')``."""
         a, _, da, _, det = self._coefs(t, x_t)
         return (a * u - da * x_t) / det
 
     def eps_to_velocity(self, eps: Data, x_t: Data, t: Time) -> Data:
-        """Velocity from a noise prediction: ``(alpha' x + (alpha sigma' - sigma alpha') eps) / alpha``."""
+        """Velocity from a noise prediction:
+        ``(alpha' x + (alpha sigma' - sigma alpha') eps) / alpha``."""
         a, _, da, _, det = self._coefs(t, x_t)
         return (da * x_t + det * eps) / a
 
