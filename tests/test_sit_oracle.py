@@ -151,3 +151,19 @@ def test_async_inpainting_is_the_exact_conditional(name):
     r = sample_async(jr.key(5), proc, model, jnp.asarray(x_given), delay=jnp.asarray(delay),
                      method="ode", num_steps=40)
     _check(r.samples, mu, cov, max_cov=0.05)
+
+
+def test_pf_ode_likelihood_of_the_linear_interpolant_is_exact():
+    """SiT's ``--likelihood``: the PF-ODE from data (t = 0) to pure noise (t = 1) with the exact
+    velocity gives the data's log-density (alpha(1) = 0, so the prior is exact)."""
+    from sdekit.sampling import log_likelihood
+
+    p = sk.Interpolant("linear")
+    chol = np.linalg.cholesky(COV.astype(np.float64))
+    x = MU + np.asarray(jr.normal(jr.key(8), (8, D))) @ chol.T
+    res = log_likelihood(jr.key(9), p, oracle_velocity(p, MU, COV), jnp.asarray(x, jnp.float32),
+                         prediction="velocity", rtol=1e-6, atol=1e-6, solver="dopri5")
+    d = x - MU
+    quad = np.einsum("ni,ij,nj->n", d, np.linalg.inv(COV.astype(np.float64)), d)
+    want = -0.5 * (quad + np.linalg.slogdet(COV.astype(np.float64))[1] + D * np.log(2 * np.pi))
+    np.testing.assert_allclose(np.asarray(res.log_prob, np.float64), want, atol=2e-3)
