@@ -78,10 +78,13 @@ class GVPSchedule(AbstractSchedule):
     """SiT's ``GVP`` path (generalised variance preserving, ``alpha^2 + sigma^2 = 1``):
     ``alpha(t) = cos(pi t / 2)``, ``sigma(t) = sin(pi t / 2)`` (sdekit time), with closed forms
     ``f = -(pi/2) tan(pi t / 2)``, ``g^2 = pi tan(pi t / 2)`` and
-    ``t = (2/pi) atan(sigma/alpha)``."""
+    ``t = (2/pi) atan(sigma/alpha)``. ``alpha`` is evaluated as ``sin(pi (1 - t) / 2)`` and the
+    tangent as ``sigma / alpha``, so that ``alpha(1) = 0`` exactly in floating point (``cos``
+    of the rounded ``pi / 2`` is ``-4e-8`` in float32) and ``f``, ``g^2`` and the log-SNR keep
+    their sign and reach their limits (0, infinity) at both ends."""
 
     def alpha(self, t: Time) -> Array:
-        return jnp.cos(0.5 * math.pi * _float(t))
+        return jnp.sin(0.5 * math.pi * (1.0 - _float(t)))
 
     def sigma(self, t: Time) -> Array:
         return jnp.sin(0.5 * math.pi * _float(t))
@@ -92,16 +95,19 @@ class GVPSchedule(AbstractSchedule):
 
     def d_sigma(self, t: Time) -> Array:
         """``d sigma / dt = (pi/2) cos(pi t / 2)``."""
-        return 0.5 * math.pi * jnp.cos(0.5 * math.pi * _float(t))
+        return 0.5 * math.pi * jnp.sin(0.5 * math.pi * (1.0 - _float(t)))
+
+    def _tan(self, t: Time) -> Array:
+        return self.sigma(t) / self.alpha(t)  # tan(pi t / 2), exact 0 and inf at the ends
 
     def logsnr(self, t: Time) -> Array:
-        return -2.0 * jnp.log(jnp.tan(0.5 * math.pi * _float(t)))
+        return 2.0 * (jnp.log(self.alpha(t)) - jnp.log(self.sigma(t)))
 
     def f(self, t: Time) -> Array:
-        return -0.5 * math.pi * jnp.tan(0.5 * math.pi * _float(t))
+        return -0.5 * math.pi * self._tan(t)
 
     def g2(self, t: Time) -> Array:
-        return math.pi * jnp.tan(0.5 * math.pi * _float(t))
+        return math.pi * self._tan(t)
 
     def prior_std(self, t1: ScalarTime) -> Array:
         return self.sigma(_float(t1))
