@@ -24,7 +24,7 @@ from typing import Any, Literal
 import equinox as eqx
 import jax.numpy as jnp
 
-from ._custom_types import Data, Time
+from ._custom_types import Array, Data, Float, Time, TimeT
 from ._errors import broadcast_time, check_choice, check_positive
 from ._model import call_model
 from .processes import AbstractAffineGaussianProcess, AbstractGaussianProcess, AbstractProcess
@@ -52,7 +52,13 @@ def _score_to_velocity(process: AbstractProcess, s: Data, x_t: Data, t: Time) ->
     return process.drift(t, x_t) - 0.5 * g**2 * s
 
 
-def to_eps(process: AbstractProcess, value: Data, x_t: Data, t: Time, source: str) -> Data:
+def to_eps(
+    process: AbstractProcess,
+    value: Float[Array, "*vdims"],
+    x_t: Float[Array, "*sdims"],
+    t: TimeT,
+    source: str,
+) -> Float[Array, "*edims"]:
     """Convert a prediction of kind ``source`` to a noise prediction."""
     check_choice("source", source, PREDICTIONS)
     if source == "eps":
@@ -71,7 +77,13 @@ def to_eps(process: AbstractProcess, value: Data, x_t: Data, t: Time, source: st
     return p.v_to_eps(value, x_t, t)
 
 
-def from_eps(process: AbstractProcess, eps: Data, x_t: Data, t: Time, target: str) -> Data:
+def from_eps(
+    process: AbstractProcess,
+    eps: Float[Array, "*edims"],
+    x_t: Float[Array, "*sdims"],
+    t: TimeT,
+    target: str,
+) -> Float[Array, "*vdims"]:
     """Convert a noise prediction to a prediction of kind ``target``."""
     check_choice("target", target, PREDICTIONS)
     if target == "eps":
@@ -91,8 +103,14 @@ def from_eps(process: AbstractProcess, eps: Data, x_t: Data, t: Time, target: st
 
 
 def convert(
-    process: AbstractProcess, value: Data, x_t: Data, t: Time, *, source: str, target: str
-) -> Data:
+    process: AbstractProcess,
+    value: Float[Array, "*vdims"],
+    x_t: Float[Array, "*sdims"],
+    t: TimeT,
+    *,
+    source: str,
+    target: str,
+) -> Float[Array, "*odims"]:
     """Convert ``value`` (a ``source`` prediction at ``(x_t, t)``) to a ``target`` prediction.
 
     Exact for every Gaussian process; ``t`` may be a scalar, per example or per element.
@@ -148,7 +166,9 @@ class Precond(eqx.Module):
         c_noise = 0.25 * jnp.log(sig)
         return c_skip, c_out, c_in, c_noise
 
-    def __call__(self, x: Data, t: Time, cond: Any = None, *, key: Any = None) -> Data:
+    def __call__(
+        self, x: Float[Array, "batch *dims"], t: TimeT, cond: Any = None, *, key: Any = None
+    ) -> Float[Array, "batch *dims"]:
         tb = broadcast_time(t, x)
         scale = self.process.alpha(tb)
         c_skip, c_out, c_in, _ = self.coefficients(tb)

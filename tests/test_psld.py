@@ -14,6 +14,7 @@ import sdekit
 from sdekit.objectives._hsm import HSM, AugmentedDSM, hsm_loss
 from sdekit.processes import CLD, PSLD, LinearSDE, check_stationary, from_recipe
 from sdekit.sampling import SSCS, AdaptiveODE, EulerMaruyama, PredictionFn, sample, time_grid
+from sdekit.sampling._sscs import SSCS_VARIANTS, sscs_step
 
 SETS = ("cifar10_sota", "cifar10_gamma0.02")
 
@@ -482,3 +483,93 @@ def test_docs_recipe_block_runs():
     assert blocks
     for block in blocks:
         exec(compile(block, str(page), "exec"), {})
+
+
+# ------------------------------------------------------------------------------------------------
+# SSCS variants: "original" is PSLD's sscs_sde exactly; "midpoint" (default) is more accurate
+# ------------------------------------------------------------------------------------------------
+def _ref_sscs_original(z, ts, keys, toy, gamma, nu, bmin, bmax):
+    """PSLD's sscs_sde from spec psld.md §4, §6.3 in float64 numpy (an independent, literal
+    implementation: the reference's closed-form covariance, both half flows over b_1)."""
+    a, d = 0.5 * (gamma + nu), 0.25 * (nu - gamma)
+    M = 1.0 / (4 * d * d)
+
+    def B(t):
+        return bmin * t + 0.5 * (bmax - bmin) * t**2
+
+    def cov0(b, sxx, smm):  # spec §4.3 (Sigma_inf + Phi (Sigma_0 - Sigma_inf) Phi^T) + 1e-9
+        E, p, q = math.exp(-a * b), sxx - 1.0, smm - M
+        xx = 1 + E * ((1 + d * b) ** 2 * p + 4 * d**4 * b**2 * q) + 1e-9
+        xm = E * (-(b / 2) * (1 + d * b) * p + 2 * d * d * b * (1 - d * b) * q)
+        mm = M + E * ((b * b / 4) * p + (1 - d * b) ** 2 * q) + 1e-9
+        return np.array([[xx, xm], [xm, mm]])
+
+    def half_flow(zz, b, xi):
+        e = math.exp(-a * b / 2)
+        phi_a = e * np.array([[1 + d * b, -2 * d * d * b], [b / 2, 1 - d * b]])
+        c = cov0(b, 0.0, 0.0) * np.array([[1.0, -1.0], [-1.0, 1.0]])  # Sigma_xm sign flipped
+        chol = np.linalg.cholesky(c)
+        return zz @ phi_a.T + xi @ chol.T
+
+    for t, t_next, (xi1, xi2) in zip(ts[:-1], ts[1:], keys, strict=True):
+        h = t - t_next
+        b1 = B(t) - B(t - h / 2)
+        z = half_flow(z, b1, xi1)
+        L = np.linalg.cholesky(cov0(B(t), 0.0, 0.04 * M))
+        s = -np.asarray(toy(z, t)) @ np.linalg.inv(L)  # s = -L^{-T} eps, per row
+        beta = bmin + (bmax - bmin) * t
+        z = z + h * beta * np.stack([gamma * (z[:, 0] + s[:, 0]),
+                                     nu * z[:, 1] + M * nu * s[:, 1]], -1)
+        z = half_flow(z, b1, xi2)
+    return z
+
+
+def test_sscs_original_variant_reproduces_psld_code():
+    gamma, nu, bmin, bmax = 0.5, 2.5, 0.1, 20.0
+    with jax.enable_x64(True):
+        p = PSLD(gamma=gamma, nu=nu, beta_min=bmin, beta_max=bmax, kappa=0.04)
+
+        def toy(zz, t):
+            return 0.1 * zz + t
+
+        fn = PredictionFn(p, lambda zz, t: toy(zz, t[:, None]), "eps")
+        z0 = np.array([[0.5, -0.3], [1.2, 0.4], [-0.7, 0.9]])
+        ts = np.asarray(time_grid("uniform", 3, 1.0, 0.1), np.float64)
+        keys = jr.split(jr.PRNGKey(3), 3)
+        outs = {}
+        for variant in SSCS_VARIANTS:
+            z = jnp.asarray(z0)
+            for i in range(3):
+                z = sscs_step(keys[i], fn, z, ts[i], ts[i] - ts[i + 1], variant)
+            outs[variant] = np.asarray(z)
+        noise = [
+            [np.asarray(jr.normal(k, z0.shape, jnp.float64)) for k in jr.split(key)]
+            for key in keys
+        ]
+        want = _ref_sscs_original(z0, ts, noise, toy, gamma, nu, bmin, bmax)
+        _close(outs["original"], want, 1e-9, 1e-12)
+        # with a time-varying beta the variants differ (start: correct second half interval)
+        assert np.max(np.abs(outs["start"] - outs["original"])) > 1e-3
+        assert np.max(np.abs(outs["midpoint"] - outs["start"])) > 1e-3
+        # with a constant beta "start" and "original" coincide
+        pc = PSLD(gamma=gamma, nu=nu, beta_min=8.0, beta_max=8.0)
+        fc = PredictionFn(pc, lambda zz, t: toy(zz, t[:, None]), "eps")
+        za = sscs_step(keys[0], fc, jnp.asarray(z0), 0.9, 0.3, "start")
+        zb = sscs_step(keys[0], fc, jnp.asarray(z0), 0.9, 0.3, "original")
+        _close(za, zb, 1e-12)
+    with pytest.raises(ValueError, match="`variant`"):
+        SSCS(variant="leapfrog")
+
+
+@pytest.mark.slow
+def test_sscs_midpoint_is_the_most_accurate():
+    """Var(x) error after 100 NFE with the exact score on N(0, 0.25), linear beta (the issue's
+    measurement; common random numbers across variants)."""
+    p = PSLD(gamma=0.5, nu=2.5, beta_min=0.1, beta_max=20.0)
+    errs = {}
+    for variant in ("original", "start", "midpoint"):
+        res = sample(jr.PRNGKey(0), p, _oracle(p, 0.25), (200_000, 1), t_end=1e-3,
+                     method=SSCS(num_steps=99, variant=variant), denoise="euler")
+        errs[variant] = float(np.var(np.asarray(res.samples, np.float64))) - 0.25
+    assert abs(errs["midpoint"]) < abs(errs["original"]) < abs(errs["start"]), errs
+    assert abs(errs["midpoint"]) < 0.0045, errs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -31,11 +32,13 @@ def _seed_from_key(key: Any) -> int:
             np.asarray(data).ravel()[-1]
         )
     raise ValueError(
-        f"argument `key`: got {type(key).__name__}, expected a PRNG key or an int seed."
+        f"argument `seed`: got {type(key).__name__}, expected an int seed or a PRNG key."
     )
 
 
-def toy_data(key: Any, name: str, n: int) -> np.ndarray:
+def toy_data(
+    seed: Any = None, name: str | None = None, n: int | None = None, *, key: Any = None
+) -> np.ndarray:
     """``n`` samples of a 2-D toy distribution, float32 ``(n, 2)``, roughly in [-4, 4]^2.
 
     Distributions: ``"gaussian"`` (standard normal), ``"gaussian_mixture"`` (8 Gaussians with
@@ -44,20 +47,28 @@ def toy_data(key: Any, name: str, n: int) -> np.ndarray:
     concentric rings), ``"pinwheel"`` (5 arms).
 
     Args:
-        key: PRNG key (or int seed); the data are generated with numpy from it.
+        seed: int seed (or a PRNG key); the data are generated with numpy from it.
+            ``key=`` is the old spelling (deprecated).
         name: one of ``TOY_DATASETS``.
         n: number of points.
 
     Returns:
         float32 array ``(n, 2)``.
     """
+    if key is not None:
+        if seed is not None:
+            raise ValueError("arguments `seed` and `key`: got both, expected only `seed`.")
+        warnings.warn("toy_data(key=...) is deprecated: use seed=", DeprecationWarning, 2)
+        seed = key
+    if seed is None:
+        raise ValueError("argument `seed`: got None, expected an int seed.")
     if name not in TOY_DATASETS:
         raise ValueError(
             f"argument `name`: got {name!r}, expected one of {', '.join(map(repr, TOY_DATASETS))}."
         )
     if not (isinstance(n, (int, np.integer)) and n > 0):
         raise ValueError(f"argument `n`: got {n!r}, expected a positive int.")
-    rng = np.random.default_rng(_seed_from_key(key))
+    rng = np.random.default_rng(_seed_from_key(seed))
     if name == "gaussian":
         x = rng.standard_normal((n, 2))
     elif name == "gaussian_mixture":

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._checks import check_real
-from .._custom_types import Array, Data, Key, Time
+from .._custom_types import Array, Data, Float, Key, Time, TimeT
 from .._errors import arg_error, broadcast_time, check_choice, check_output_shape
 from .._model import call_model
 from ..parameterisation import PREDICTIONS, convert, edm_weight
@@ -111,8 +111,9 @@ class DSM(eqx.Module):
             return x0  # x_t = mean(x0, t) + C_t eps, so the data prediction target is x0 itself
         return convert(self.process, eps, x_t, t, source="eps", target=target)
 
-    def per_example(self, model: Callable, x0: Data, t: Time, eps: Data, cond: Any = None,
-                    key: Key | None = None) -> Array:
+    def per_example(self, model: Callable, x0: Float[Array, "batch *dims"], t: TimeT,
+                    eps: Float[Array, "batch *sdims"], cond: Any = None,
+                    key: Key | None = None) -> Float[Array, " batch"]:
         """Per-example losses for given times and noise (deterministic; for tests/analysis)."""
         p = self.process
         x_t = p.perturb(x0, t, eps)
@@ -122,7 +123,9 @@ class DSM(eqx.Module):
         err = (pred - self.true_target(x0, x_t, t, eps)) ** 2 * self.weight(t, x_t)
         return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
 
-    def __call__(self, model: Callable, key: Key, x0: Data, cond: Any = None) -> Array:
+    def __call__(
+        self, model: Callable, key: Key, x0: Float[Array, "batch *dims"], cond: Any = None
+    ) -> Float[Array, ""]:
         k_t, k_eps, k_drop = jr.split(key, 3)
         t = self._times(k_t, x0.shape)
         eps = jr.normal(k_eps, self.process.state_shape(x0.shape), x0.dtype)

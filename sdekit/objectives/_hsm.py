@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._custom_types import Array, Data, Key, Time
+from .._custom_types import Array, Float, Key, TimeT
 from .._errors import arg_error, check_output_shape
 from .._model import call_model
 from ..processes import AbstractLinearSDE
@@ -43,12 +43,12 @@ def _check_process(process):
 def hsm_loss(
     process: AbstractLinearSDE,
     model: Callable,
-    x0: Data,
-    t: Time,
-    eps: Data,
+    x0: Float[Array, "batch *dims"],
+    t: TimeT,
+    eps: Float[Array, "batch *sdims"],
     cond: Any = None,
     key: Key | None = None,
-) -> Array:
+) -> Float[Array, ""]:
     """HSM loss for given times ``t`` (``(N,)``) and noise ``eps`` (the state's shape):
     ``mean((eps_theta(z_t, t) - eps_P)^2)`` over the batch and all predicted elements."""
     return jnp.mean(HSM(process).per_example(model, x0, t, eps, cond, key))
@@ -80,12 +80,12 @@ class HSM(_AugmentedLoss):
     def per_example(
         self,
         model: Callable,
-        x0: Data,
-        t: Time,
-        eps: Data,
+        x0: Float[Array, "batch *dims"],
+        t: TimeT,
+        eps: Float[Array, "batch *sdims"],
         cond: Any = None,
         key: Key | None = None,
-    ) -> Array:
+    ) -> Float[Array, " batch"]:
         """Per-example losses for given ``t`` and ``eps`` (deterministic; for tests)."""
         p = self.process
         z_t = p.perturb(x0, t, eps)
@@ -94,7 +94,9 @@ class HSM(_AugmentedLoss):
         err = (out - p.select_predicted(eps)) ** 2
         return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
 
-    def __call__(self, model: Callable, key: Key, x0: Data, cond: Any = None) -> Array:
+    def __call__(
+        self, model: Callable, key: Key, x0: Float[Array, "batch *dims"], cond: Any = None
+    ) -> Float[Array, ""]:
         k_t, k_eps, k_drop = jr.split(key, 3)
         t = self._times()(k_t, x0.shape).astype(x0.dtype)
         eps = jr.normal(k_eps, self.process.state_shape(x0.shape), x0.dtype)
@@ -109,13 +111,13 @@ class AugmentedDSM(_AugmentedLoss):
     def per_example(
         self,
         model: Callable,
-        x0: Data,
-        t: Time,
-        eps: Data,
-        eps0: Data,
+        x0: Float[Array, "batch *dims"],
+        t: TimeT,
+        eps: Float[Array, "batch *sdims"],
+        eps0: Float[Array, "batch *sdims"],
         cond: Any = None,
         key: Key | None = None,
-    ) -> Array:
+    ) -> Float[Array, " batch"]:
         """Per-example losses; ``eps0`` (state-shaped) draws ``z_0 ~ N([x_0, 0], Sigma_0)``."""
         p = self.process
         z0 = p.sample_initial_state(x0, eps0)
@@ -128,7 +130,9 @@ class AugmentedDSM(_AugmentedLoss):
         err = (out - target) ** 2
         return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
 
-    def __call__(self, model: Callable, key: Key, x0: Data, cond: Any = None) -> Array:
+    def __call__(
+        self, model: Callable, key: Key, x0: Float[Array, "batch *dims"], cond: Any = None
+    ) -> Float[Array, ""]:
         k_t, k_eps, k_0, k_drop = jr.split(key, 4)
         t = self._times()(k_t, x0.shape).astype(x0.dtype)
         shape = self.process.state_shape(x0.shape)

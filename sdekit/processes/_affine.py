@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._checks import static_float
-from .._custom_types import Array, Data, Key, Shape, Time
+from .._custom_types import Array, Batch, Dims, Key, PerExample, Shape, Time, TimeT
 from .._errors import arg_error, broadcast_time
 from ._base import AbstractGaussianProcess, check_time_domain
 from ._schedules import AbstractSchedule
@@ -79,22 +79,22 @@ class AbstractAffineGaussianProcess(AbstractGaussianProcess):
         return self.schedule.t_from_scaled_sigma(sigma, t_min=0.0, t_max=self.t1, iters=iters)
 
     # --- SDE -----------------------------------------------------------------------------------
-    def drift(self, t: Time, x: Data) -> Data:
+    def drift(self, t: TimeT, x: Dims) -> Dims:
         return self.f(broadcast_time(t, x)) * x
 
-    def diffusion(self, t: Time, x: Data) -> Array:
+    def diffusion(self, t: TimeT, x: Dims) -> Dims:
         return jnp.broadcast_to(jnp.sqrt(self.g2(broadcast_time(t, x))), x.shape)
 
     # --- marginals -----------------------------------------------------------------------------
-    def marginal(self, x0: Data, t: Time) -> tuple[Data, Array]:
+    def marginal(self, x0: Dims, t: TimeT) -> tuple[Dims, Dims]:
         t = broadcast_time(t, x0)
         return self.alpha(t) * x0, jnp.broadcast_to(self.sigma(t), x0.shape)
 
-    def perturb(self, x0: Data, t: Time, eps: Data) -> Data:
+    def perturb(self, x0: Dims, t: TimeT, eps: Dims) -> Dims:
         t = broadcast_time(t, x0)
         return self.alpha(t) * x0 + self.sigma(t) * eps
 
-    def conditional_score(self, x_t: Data, x0: Data, t: Time) -> Data:
+    def conditional_score(self, x_t: Dims, x0: Dims, t: TimeT) -> Dims:
         t = broadcast_time(t, x_t)
         return -(x_t - self.alpha(t) * x0) / self.sigma(t) ** 2
 
@@ -104,36 +104,36 @@ class AbstractAffineGaussianProcess(AbstractGaussianProcess):
         variance-preserving schedules)."""
         return self.schedule.prior_std(self.t1)
 
-    def prior_sample(self, key: Key, shape: Shape) -> Data:
+    def prior_sample(self, key: Key, shape: Shape) -> Batch:
         return self.prior_std() * jr.normal(key, tuple(shape))
 
-    def prior_log_prob(self, z: Data) -> Array:
+    def prior_log_prob(self, z: Batch) -> PerExample:
         s = self.prior_std()
         lp = -0.5 * (z / s) ** 2 - jnp.log(s) - 0.5 * math.log(2 * math.pi)
         return jnp.sum(lp.reshape(lp.shape[0], -1), axis=-1)
 
     # --- parameterisation conversions ----------------------------------------------------------
-    def eps_to_score(self, eps: Data, x_t: Data, t: Time) -> Data:
+    def eps_to_score(self, eps: Dims, x_t: Dims, t: TimeT) -> Dims:
         return -eps / self.sigma(broadcast_time(t, x_t))
 
-    def score_to_eps(self, score: Data, x_t: Data, t: Time) -> Data:
+    def score_to_eps(self, score: Dims, x_t: Dims, t: TimeT) -> Dims:
         return -score * self.sigma(broadcast_time(t, x_t))
 
-    def eps_to_x0(self, eps: Data, x_t: Data, t: Time) -> Data:
+    def eps_to_x0(self, eps: Dims, x_t: Dims, t: TimeT) -> Dims:
         t = broadcast_time(t, x_t)
         return (x_t - self.sigma(t) * eps) / self.alpha(t)
 
-    def x0_to_eps(self, x0: Data, x_t: Data, t: Time) -> Data:
+    def x0_to_eps(self, x0: Dims, x_t: Dims, t: TimeT) -> Dims:
         t = broadcast_time(t, x_t)
         return (x_t - self.alpha(t) * x0) / self.sigma(t)
 
-    def v_to_eps(self, v: Data, x_t: Data, t: Time) -> Data:
+    def v_to_eps(self, v: Dims, x_t: Dims, t: TimeT) -> Dims:
         """``eps`` from ``v = alpha eps - sigma x0`` (Salimans & Ho), for any alpha, sigma."""
         t = broadcast_time(t, x_t)
         a, s = self.alpha(t), self.sigma(t)
         return (s * x_t + a * v) / (a**2 + s**2)
 
-    def eps_to_v(self, eps: Data, x_t: Data, t: Time) -> Data:
+    def eps_to_v(self, eps: Dims, x_t: Dims, t: TimeT) -> Dims:
         """``v = alpha eps - sigma x0`` from a noise prediction."""
         t = broadcast_time(t, x_t)
         a, s = self.alpha(t), self.sigma(t)

@@ -35,7 +35,19 @@ import jax.random as jr
 import numpy as np
 
 from .._checks import check_real, static_float
-from .._custom_types import Array, ArrayLike, Data, Float, Key, Shape, Time
+from .._custom_types import (
+    Array,
+    ArrayLike,
+    Data,
+    DataC,
+    Float,
+    Key,
+    PredP,
+    Shape,
+    StateS,
+    Time,
+    TimeT,
+)
 from .._errors import arg_error, check_choice
 from ._base import AbstractGaussianProcess
 from ._linalg import (
@@ -158,11 +170,11 @@ class AbstractLinearSDE(AbstractGaussianProcess):
         s = tuple(state_shape)
         return s[:-1] + (len(self.predicted()) * (s[-1] // self.k),)
 
-    def data_part(self, z: Data) -> Data:
+    def data_part(self, z: StateS) -> Float[Array, "*pix c"]:
         """``x``, the first of the ``k`` components of a state ``z``."""
         return z[..., : z.shape[-1] // self.k]
 
-    def state_from(self, x: Data, aux: Data | None = None) -> Data:
+    def state_from(self, x: DataC, aux: Float[Array, "*pix a"] | None = None) -> StateS:
         """The state ``[x, aux]`` from data ``x`` (zeros for the auxiliary components unless
         ``aux``, ``k - 1`` times the channels of ``x``, is given)."""
         if aux is None:
@@ -214,13 +226,13 @@ class AbstractLinearSDE(AbstractGaussianProcess):
         return align_time(t, dshape)
 
     # --- SDE ---------------------------------------------------------------------------------
-    def drift(self, t: Time, x: Data) -> Data:
+    def drift(self, t: TimeT, x: StateS) -> StateS:
         tb = self._tb(t, x)
         return tile_time(self.beta(tb), self.k).astype(x.dtype) * self.apply(
             self.drift_matrix(), x
         )
 
-    def diffusion(self, t: Time, x: Data) -> Array:
+    def diffusion(self, t: TimeT, x: StateS) -> StateS:
         tb = self._tb(t, x)
         c = x.shape[-1] // self.k
         g = jnp.repeat(as_array(self.diffusion_diagonal(), x.dtype), c)
@@ -261,12 +273,14 @@ class AbstractLinearSDE(AbstractGaussianProcess):
             tb
         )
 
-    def perturb(self, x0: Data, t: Time, eps: Data) -> Data:
+    def perturb(self, x0: DataC, t: TimeT, eps: StateS) -> StateS:
         """``z_t = Phi(t) [x_0, 0] + C_t eps`` (HSM kernel) for *data* ``x0``; ``eps`` has the
         state's shape."""
         return self.perturb_state(self.state_from(x0), self._tb(t, x0, state=False), eps)
 
-    def perturb_state(self, z0: Data, t: Time, eps: Data, initial_covariance: Any = None) -> Data:
+    def perturb_state(
+        self, z0: StateS, t: TimeT, eps: StateS, initial_covariance: Any = None
+    ) -> StateS:
         """``z_t = Phi(t) z_0 + C_t eps`` for a full initial *state* ``z_0``."""
         tb = self._tb(t, z0)
         phi = self.transition_matrix(tb)
@@ -281,7 +295,7 @@ class AbstractLinearSDE(AbstractGaussianProcess):
         root = (v * jnp.sqrt(jnp.clip(w, 0.0, None))) @ v.T  # any square root of Sigma_0
         return self.state_from(x0) + self.apply(root, eps0)
 
-    def conditional_score(self, x_t: Data, x0: Data, t: Time) -> Data:
+    def conditional_score(self, x_t: StateS, x0: DataC, t: TimeT) -> StateS:
         """``-Sigma_t^{-1} (z_t - Phi [x_0, 0])`` (HSM kernel) for *data* ``x0``."""
         tb = self._tb(t, x_t)
         mean = self.apply(self.transition_matrix(tb), self.state_from(x0))
@@ -298,19 +312,19 @@ class AbstractLinearSDE(AbstractGaussianProcess):
     def _factor_at(self, x_t: Data, t: Time) -> Array:
         return self.kernel_factor(self._tb(t, x_t)).astype(x_t.dtype)
 
-    def eps_to_score(self, eps: Data, x_t: Data, t: Time) -> Data:
+    def eps_to_score(self, eps: PredP, x_t: StateS, t: TimeT) -> StateS:
         """``-C_t^{-T} eps`` (HSM factor). A partial ``eps`` (``score_m``/``score_x``) gives the
         score of the predicted components and 0 for the others."""
         c = self._factor_at(x_t, t)
         cinvt = jnp.swapaxes(inv_small(c), -1, -2)
         return self._mask(-self.apply(cinvt, self.expand_predicted(eps, x_t.shape)))
 
-    def score_to_eps(self, score: Data, x_t: Data, t: Time) -> Data:
+    def score_to_eps(self, score: StateS, x_t: StateS, t: TimeT) -> PredP:
         """``-C_t^T s`` (restricted to the predicted components)."""
         c = self._factor_at(x_t, t)
         return self.select_predicted(-self.apply(jnp.swapaxes(c, -1, -2), score))
 
-    def eps_to_state0(self, eps: Data, x_t: Data, t: Time) -> Data:
+    def eps_to_state0(self, eps: PredP, x_t: StateS, t: TimeT) -> StateS:
         """``Phi_t^{-1} (z_t - C_t eps)``: the full initial state ``[x_0, m_0]`` (PSLD's helper;
         missing components of a partial ``eps`` are taken as 0)."""
         tb = self._tb(t, x_t)
@@ -318,15 +332,15 @@ class AbstractLinearSDE(AbstractGaussianProcess):
         phi_inv = inv_small(self.transition_matrix(tb))
         return self.apply(phi_inv, x_t - self.apply(c, self.expand_predicted(eps, x_t.shape)))
 
-    def eps_to_x0(self, eps: Data, x_t: Data, t: Time) -> Data:
+    def eps_to_x0(self, eps: PredP, x_t: StateS, t: TimeT) -> Float[Array, "*pix c"]:
         """The *data* prediction: the ``x`` part of `eps_to_state0`."""
         return self.data_part(self.eps_to_state0(eps, x_t, t))
 
-    def x0_to_eps(self, x0: Data, x_t: Data, t: Time) -> Data:
+    def x0_to_eps(self, x0: DataC, x_t: StateS, t: TimeT) -> PredP:
         """``C_t^{-1} (z_t - Phi_t [x_0, 0])`` for *data* ``x0``."""
         return self.state0_to_eps(self.state_from(x0), x_t, t)
 
-    def state0_to_eps(self, z0: Data, x_t: Data, t: Time) -> Data:
+    def state0_to_eps(self, z0: StateS, x_t: StateS, t: TimeT) -> PredP:
         """``C_t^{-1} (z_t - Phi_t z_0)`` for a full initial *state* ``z_0``."""
         tb = self._tb(t, x_t)
         c = self.kernel_factor(tb)
@@ -359,7 +373,7 @@ class AbstractLinearSDE(AbstractGaussianProcess):
         chol = jnp.linalg.cholesky(as_array(self.stationary_cov(), eps.dtype))
         return self.apply(chol, eps)
 
-    def prior_log_prob(self, z: Data) -> Array:
+    def prior_log_prob(self, z: Float[Array, "batch *rest"]) -> Float[Array, " batch"]:
         S = as_array(self.stationary_cov(), z.dtype)
         quad = z * self.apply(jnp.linalg.inv(S), z)
         c = z.shape[-1] // self.k
