@@ -65,8 +65,8 @@ def test_guided_sampling_moves_the_mean(w, method):
     p = sk.VP()
     n = 4096
     labels = jnp.asarray([1] * (n // 2) + [2] * (n // 2))
-    res = sample(jr.key(0), p, ClassifierFreeGuidance(TwoClass(p), w), (n, 4), method=method,
-                 cond=labels)
+    guided = ClassifierFreeGuidance(TwoClass(p), w, null_label=0)
+    res = sample(jr.key(0), p, guided, (n, 4), method=method, cond=labels)
     x = np.asarray(res.samples, np.float64)
     se = np.sqrt(np.diag(COV) / (n // 2))
     for c, part in ((1, x[: n // 2]), (2, x[n // 2:])):
@@ -85,12 +85,14 @@ def test_vdpm_guided_clipped_x0():
 
     x = jnp.ones((2, 3))
     t = jnp.full((2,), 0.5)
-    g = ClassifierFreeGuidance(model, 0.5, process=p, prediction="x0", clip_x0=1.0)
+    g = ClassifierFreeGuidance(model, 0.5, null_label=0, process=p, prediction="x0",
+                               clip_x0=1.0)
     out = g(x, t, jnp.asarray([1, 2]))
     np.testing.assert_allclose(out, [[0.45] * 3, [1.5] * 3], rtol=1e-6)
     # the same through eps: clipping happens in x0 whatever the model outputs
     eps_model = lambda x, t, cond: convert(p, model(x, t, cond), x, t, source="x0", target="eps")
-    g = ClassifierFreeGuidance(eps_model, 0.5, process=p, prediction="eps", clip_x0=1.0)
+    g = ClassifierFreeGuidance(eps_model, 0.5, null_label=0, process=p, prediction="eps",
+                               clip_x0=1.0)
     x0 = convert(p, g(x, t, jnp.asarray([1, 2])), x, t, source="eps", target="x0")
     np.testing.assert_allclose(x0, [[0.45] * 3, [1.5] * 3], rtol=1e-4)
 
@@ -104,7 +106,7 @@ def test_drop_labels():
     tags = jnp.ones((1000, 40))
     out = np.asarray(drop_labels(jr.key(1), tags, 0.5))
     assert set(np.unique(out.sum(1))) == {0.0, 40.0}  # whole rows are dropped
-    assert np.asarray(drop_labels(jr.key(0), labels, 0.0) == labels).all()
+    assert np.asarray(drop_labels(jr.key(0), labels, 0.0, null_label=0) == labels).all()
 
 
 def test_errors():

@@ -17,7 +17,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Data
+from .._custom_types import Array, Data, Float
 from .._errors import arg_error, check_choice
 from ..processes import AbstractAffineGaussianProcess, AbstractProcess
 from ._base import PredictionFn, require_kind
@@ -148,7 +148,7 @@ class DynamicThreshold(eqx.Module):
         if not (float(self.bound) > 0 and np.isfinite(float(self.bound))):
             raise arg_error("bound", self.bound, "a finite value > 0")
 
-    def __call__(self, x0: Data) -> Data:
+    def __call__(self, x0: Float[Array, "batch *dims"]) -> Float[Array, "batch *dims"]:
         flat = jnp.abs(x0.reshape(x0.shape[0], -1))
         s = jnp.maximum(jnp.quantile(flat, self.percentile, axis=-1), self.bound)
         s = s.reshape((-1,) + (1,) * (x0.ndim - 1)).astype(x0.dtype)
@@ -197,6 +197,9 @@ class AbstractAffineSampler(AbstractFixedStepSampler):
         lo, hi = self.sigma_limits()
         return affine_grid(process, self.grid, self.num_steps, t_start, t_end, dtype=dtype,
                            sigma_min=lo, sigma_max=hi)
+
+    def clip_prediction(self, x0: Data) -> Data:
+        return clip(x0, self.clip_x0)
 
     def x0(self, fn: PredictionFn, z: Data, t: Any) -> Data:
         """The model's (clipped) data prediction at ``(z, t)``."""

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import Array, ArrayLike, Data, Float, Key
 from .._errors import arg_error, check_choice
 from ..processes import AbstractAffineGaussianProcess
 from ._affine import AbstractAffineSampler, DynamicThreshold, require_affine
@@ -65,15 +65,15 @@ def posterior_coefficients(
 
 def ancestral_step(
     process: AbstractAffineGaussianProcess,
-    x_t: Data,
-    x0_hat: Data,
+    x_t: Float[Array, "batch *dims"],
+    x0_hat: Float[Array, "batch *dims"],
     t: Any,
     s: Any,
-    noise: Data | None = None,
+    noise: Float[Array, "batch *dims"] | None = None,
     *,
     variance: str = "fixed_large",
     intp_frac: float = 0.0,
-) -> Data:
+) -> Float[Array, "batch *dims"]:
     """One ancestral step ``x_s = mean + exp(log_var / 2) noise`` from ``t`` to ``s < t``.
 
     Pure: no clipping, no model call; ``noise=None`` returns the posterior mean.
@@ -99,7 +99,7 @@ class Ancestral(AbstractAffineSampler):
     num_steps: int | None = None
     variance: str = "fixed_large"
     intp_frac: float = 0.0
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     clip_x0: float | DynamicThreshold | None = None
     final_x0: bool = True
     ode: ClassVar[bool] = False

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._custom_types import Array, Float, Key, Shape
+from .._custom_types import ArrayLike, Float, Key, Shape
 from .._errors import arg_error, check_choice
 from ..processes import AbstractGaussianProcess, AbstractProcess
 from ._ancestral import Ancestral
@@ -84,14 +84,14 @@ def _check_time(name: str, value: Any, process: AbstractProcess) -> float:
     return v
 
 
-def _grid_ends(sampler: AbstractSampler, process: AbstractProcess, t_start: Any, t_end: Any):
-    """``t_start`` and ``t_end`` from an explicit grid (checked against the given ones)."""
-    if not isinstance(sampler, AbstractFixedStepSampler) or isinstance(sampler.grid, str):
-        return t_start, t_end
+def _explicit_grid_ends(sampler: AbstractSampler, process: AbstractProcess, t_start: Any,
+                        t_end: Any) -> tuple[float, float]:
+    """``t_start`` and ``t_end`` of an explicit grid (checked against the given ones)."""
     g = np.asarray(sampler.grid, np.float64)
     inner = g[:-1] if sampler.returns_x0 else g  # the last entry only labels an x0 prediction
     t0, t1 = float(process.t0), float(process.t1)
-    if inner.min() < t0 or inner.max() > t1 or g[-1] < 0:
+    tol = 4 * np.finfo(np.asarray(sampler.grid).dtype).eps * max(1.0, abs(t1))  # float32 grids
+    if inner.min() < t0 - tol or inner.max() > t1 + tol or g[-1] < 0:
         raise arg_error("grid", f"times in [{g.min()}, {g.max()}]",
                         f"times in [process.t0, process.t1] = [{t0}, {t1}]")
     for name, given, own in (("t_start", t_start, g[0]), ("t_end", t_end, g[-1])):
@@ -115,7 +115,7 @@ def sample(
     denoise: str = "auto",
     save_trajectory: bool = False,
     jit: bool = True,
-    x_start: Float[Array, "batch *state"] | None = None,
+    x_start: Float[ArrayLike, "batch *state"] | None = None,
     t_start: float | None = None,
 ) -> SampleResult:
     """Draw samples from a trained (or exact) model by solving the reverse process.
@@ -149,9 +149,12 @@ def sample(
     sampler = resolve_method(method)
     check_choice("denoise", denoise, DENOISE)
     shape = _check_shape(shape)
-    t_start, t_end = _grid_ends(sampler, process, t_start, t_end)
-    t_start = float(process.t1) if t_start is None else _check_time("t_start", t_start, process)
-    t_end = float(process.t0) if t_end is None else _check_time("t_end", t_end, process)
+    if isinstance(sampler, AbstractFixedStepSampler) and not isinstance(sampler.grid, str):
+        t_start, t_end = _explicit_grid_ends(sampler, process, t_start, t_end)
+    else:
+        t_start = float(process.t1) if t_start is None else _check_time("t_start", t_start,
+                                                                        process)
+        t_end = float(process.t0) if t_end is None else _check_time("t_end", t_end, process)
     if not t_end < t_start:
         raise ValueError(f"arguments `t_end` and `t_start`: got t_end={t_end!r} and "
                          f"t_start={t_start!r}, expected t_end < t_start.")
@@ -186,7 +189,7 @@ def _run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_st
     nfe = stats.nfe
     samples = None
     if denoise == "tweedie":
-        samples = fn.x0(z, t_end)  # the data prediction (data shape, also for augmented states)
+        samples = sampler.clip_prediction(fn.x0(z, t_end))  # data shape, also when augmented
         if samples.shape == z.shape:
             samples = p.reflect(samples)
         nfe = nfe + 1

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import Array, Data, Float, Key
 from .._errors import check_choice, check_output_shape
 from .._model import call_model
 from ..parameterisation import PREDICTIONS, convert
@@ -34,7 +34,7 @@ class PredictionFn(eqx.Module):
     def __check_init__(self):
         check_choice("prediction", self.prediction, PREDICTIONS)
 
-    def raw(self, x: Data, t: Any) -> Data:
+    def raw(self, x: Float[Array, "batch *state"], t: Any) -> Float[Array, "batch *out"]:
         """The network's output at states ``x`` (batch first), time ``t`` (scalar or ``(N,)``)."""
         t = jnp.asarray(t, dtype=x.dtype)
         if t.ndim == 0:
@@ -43,21 +43,23 @@ class PredictionFn(eqx.Module):
         check_output_shape("model", out, self.process.prediction_shape(x.shape))
         return out
 
-    def as_(self, kind: str, x: Data, t: Any) -> Data:
+    def as_(
+        self, kind: str, x: Float[Array, "batch *state"], t: Any
+    ) -> Float[Array, "batch *out"]:
         """The prediction converted to ``kind``."""
         t = jnp.asarray(t, dtype=x.dtype)
         return convert(self.process, self.raw(x, t), x, t, source=self.prediction, target=kind)
 
-    def score(self, x: Data, t: Any) -> Data:
+    def score(self, x: Float[Array, "batch *state"], t: Any) -> Float[Array, "batch *out"]:
         return self.as_("score", x, t)
 
-    def eps(self, x: Data, t: Any) -> Data:
+    def eps(self, x: Float[Array, "batch *state"], t: Any) -> Float[Array, "batch *out"]:
         return self.as_("eps", x, t)
 
-    def x0(self, x: Data, t: Any) -> Data:
+    def x0(self, x: Float[Array, "batch *state"], t: Any) -> Float[Array, "batch *out"]:
         return self.as_("x0", x, t)
 
-    def velocity(self, x: Data, t: Any) -> Data:
+    def velocity(self, x: Float[Array, "batch *state"], t: Any) -> Float[Array, "batch *out"]:
         return self.as_("velocity", x, t)
 
     def reverse_drift(self, x: Data, t: Any, *, ode: bool = False) -> Data:
@@ -164,6 +166,11 @@ class AbstractSampler(eqx.Module):
     ) -> tuple[Data, SolveStats]:
         """Return ``(z_end, stats)``: the state at ``t_end`` from ``z1`` at ``t_start``
         (default ``fn.process.t1``) and its `SolveStats`."""
+
+    def clip_prediction(self, x0: Data) -> Data:
+        """The method's clipping of a data prediction (``clip_x0``; identity without one), also
+        applied to `sample`'s final ``tweedie`` denoising."""
+        return x0
 
     def check_process(self, process: AbstractProcess) -> None:
         """Raise a readable error if this method cannot sample ``process``."""

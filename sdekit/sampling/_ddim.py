@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import Array, ArrayLike, Data, Float, Key
 from .._errors import arg_error
 from ..processes import AbstractAffineGaussianProcess
 from ..processes._logsnr import log1mexp
@@ -68,13 +68,13 @@ def ddim_coefficients(
 
 def ddim_step(
     process: AbstractAffineGaussianProcess,
-    x_t: Data,
-    x0_hat: Data,
+    x_t: Float[Array, "batch *dims"],
+    x0_hat: Float[Array, "batch *dims"],
     t: Any,
     s: Any,
     eta: float = 0.0,
-    noise: Data | None = None,
-) -> Data:
+    noise: Float[Array, "batch *dims"] | None = None,
+) -> Float[Array, "batch *dims"]:
     """One DDIM step from ``x_t`` at time ``t`` to time ``s < t`` given a data prediction.
 
     Pure: no clipping, no model call; ``noise`` (``z ~ N(0, I)``, shaped like ``x_t``) is only
@@ -102,7 +102,7 @@ class DDIM(AbstractAffineSampler):
 
     num_steps: int | None = None
     eta: float = 0.0
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     clip_x0: float | DynamicThreshold | None = None
     final_x0: bool = True
     order: ClassVar[float] = 1.0

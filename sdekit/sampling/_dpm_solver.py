@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import ArrayLike, Data, Key
 from ._affine import AbstractAffineSampler, DynamicThreshold, _clip_or_none, check_sigma_range
 from ._base import PredictionFn
 
@@ -34,7 +34,7 @@ class DPMSolverPP(AbstractAffineSampler):
     """
 
     num_steps: int | None = None
-    grid: str | Array = "logsnr"
+    grid: str | ArrayLike = "logsnr"
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     clip_x0: float | DynamicThreshold | None = None

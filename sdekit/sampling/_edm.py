@@ -24,7 +24,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import ArrayLike, Data, Key
 from .._errors import check_choice
 from ._affine import (
     AbstractAffineSampler,
@@ -63,7 +63,7 @@ class EDMSampler(AbstractAffineSampler):
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     clip_x0: float | DynamicThreshold | None = None
-    grid: str | Array = "edm"
+    grid: str | ArrayLike = "edm"
     ode: ClassVar[bool] = True
     returns_x0: ClassVar[bool] = True
     grid_kinds: ClassVar[tuple[str, ...]] = ("edm",)

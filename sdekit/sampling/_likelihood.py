@@ -36,7 +36,7 @@ import jax.random as jr
 from .._custom_types import Array, Data, Key
 from .._errors import arg_error, check_choice
 from ..processes import AbstractProcess
-from ._base import PredictionFn
+from ._base import PredictionFn, is_bounded
 from ._solvers import _ODE_SOLVERS, _nfe, _solver
 
 DIVERGENCES: tuple[str, ...] = ("exact", "hutchinson")
@@ -107,6 +107,12 @@ def log_likelihood(
             f"log_likelihood needs a process whose state is the data; got {type(process).__name__} "
             f"with state shape {tuple(process.state_shape(x.shape))} for data {tuple(x.shape)}."
         )
+    if is_bounded(process):
+        raise TypeError(
+            f"log_likelihood cannot keep a bounded process ({type(process).__name__}.bounded is "
+            "True) in its domain: the change of variables of the probability-flow ODE does not "
+            "hold through the reflection map."
+        )
     t_start = float(process.t0 if t_start is None else t_start)
     t_end = float(process.t1 if t_end is None else t_end)
     if not t_start < t_end:
@@ -162,7 +168,7 @@ def _solve(key, fn, x, divergence, probe, n_probes, rtol, atol, solver, t_start,
 def dequantize(key: Key, u: Any, *, num_bits: int = 8) -> Data:
     """Uniform dequantisation of integer data ``u in {0, ..., 2^num_bits - 1}`` to ``[-1, 1]``:
     ``x = 2 (u + U) / 2^num_bits - 1`` with ``U ~ U[0, 1)`` per element (float32)."""
-    if int(num_bits) < 1:
+    if isinstance(num_bits, bool) or int(num_bits) != num_bits or int(num_bits) < 1:
         raise arg_error("num_bits", num_bits, "an integer >= 1")
     u = jnp.asarray(u)
     noise = jr.uniform(key, u.shape, jnp.float32)

@@ -23,7 +23,7 @@ import numpy as np
 from .._custom_types import Array, Data, Key
 from .._errors import arg_error, check_choice
 from ..processes import AbstractProcess
-from ._base import AbstractSampler, PredictionFn, SolveStats
+from ._base import AbstractSampler, PredictionFn, SolveStats, is_bounded
 from ._grids import GRIDS, time_grid
 
 
@@ -207,16 +207,32 @@ def _diffrax_loop(sampler, fn, z1, ts, keys, save_trajectory):
     taus = ts[0] - ts
     saveat = dfx.SaveAt(steps=True) if save_trajectory else dfx.SaveAt(t1=True)
     sol = dfx.diffeqsolve(
-        terms, Reflecting.forward_mode(solver, fn.process), taus[0], taus[-1], dt0=None, y0=z1, saveat=saveat,
-        stepsize_controller=dfx.StepTo(ts=taus), adjoint=dfx.ForwardMode(), max_steps=n,
+        terms, Reflecting.forward_mode(solver, fn.process), taus[0], taus[-1], dt0=None, y0=z1,
+        saveat=saveat, stepsize_controller=dfx.StepTo(ts=taus), adjoint=dfx.ForwardMode(),
+        max_steps=n,
     )
     return sol.ys[-1], sol.ys
+
+
+def _fsal_state(solver, state) -> bool:
+    return isinstance(solver, dfx.AbstractRungeKutta) and isinstance(state, tuple) \
+        and len(state) == 2
+
+
+def nfe_per_step(solver: dfx.AbstractSolver, process: AbstractProcess, table) -> tuple[int, int]:
+    """``(per_step, extra)``: network evaluations per attempted step and once per solve of a
+    diffrax solver inside `Reflecting` (a bounded process re-evaluates the FSAL stage)."""
+    per, fsal = table[type(solver)]
+    if fsal and is_bounded(process):
+        return per + 1, 0
+    return per, (1 if fsal else 0)
 
 
 class Reflecting(dfx.AbstractWrappedSolver):
     """A diffrax solver that applies ``process.reflect`` to the state at the end of every step
     of the wrapped solver, so that every accepted step ends in the process's domain (for an
-    unbounded process ``reflect`` is the identity and this is the wrapped solver).
+    unbounded process this is the wrapped solver). A first-same-as-last solver (Tsit5, Dopri5)
+    then evaluates its first stage again at the reflected state (one more NFE per step).
 
     Dense output between steps interpolates the unreflected stages: save at steps
     (``SaveAt(steps=True)`` / ``t1=True``), as the samplers do.
@@ -267,9 +283,15 @@ class Reflecting(dfx.AbstractWrappedSolver):
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         y1, y_error, dense_info, solver_state, result = self.solver.step(
             terms, t0, t1, y0, args, solver_state, made_jump)
+        if not is_bounded(self.process):  # reflect is the identity: the wrapped solver as is
+            return y1, y_error, dense_info, solver_state, result
         y1 = self.process.reflect(y1)
         if isinstance(dense_info, dict) and "y1" in dense_info:
             dense_info = dict(dense_info, y1=y1)
+        if _fsal_state(self.solver, solver_state):
+            # the stored last stage is the vector field at the unreflected state: make the next
+            # step evaluate its first stage at the reflected one (one more NFE per step)
+            solver_state = (jnp.ones_like(solver_state[0]), solver_state[1])
         return y1, y_error, dense_info, solver_state, result
 
     def func(self, terms, t0, y0, args):

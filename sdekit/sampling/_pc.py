@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import ArrayLike, Data, Key
 from .._errors import check_choice
 from ..processes import AbstractAffineGaussianProcess
 from ._base import PredictionFn
@@ -49,7 +49,7 @@ class PC(AbstractFixedStepSampler):
     snr: float = 0.16
     n_corrector: int = 1
     predictor: str = "euler_maruyama"
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
     default_steps: ClassVar[int] = 1000

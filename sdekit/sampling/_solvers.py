@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import ArrayLike, Data, Key
 from .._errors import arg_error, check_choice
 from ._base import AbstractSampler, PredictionFn, SolveStats
-from ._loop import AbstractFixedStepSampler, Reflecting, check_int, check_real
+from ._loop import AbstractFixedStepSampler, Reflecting, check_int, check_real, nfe_per_step
 
 Backend = Literal["scan", "diffrax"]
 
@@ -77,7 +77,7 @@ class EulerMaruyama(AbstractFixedStepSampler):
     """
 
     num_steps: int | None = None
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     backend: str = "scan"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
@@ -116,7 +116,7 @@ class ODE(AbstractFixedStepSampler):
 
     num_steps: int | None = None
     solver: str = "heun"
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     backend: str = "scan"
     ode: ClassVar[bool] = True
     default_steps: ClassVar[int] = 100
@@ -197,11 +197,12 @@ class AdaptiveODE(AbstractSampler):
         dt0 = span / 64 if self.dt0 is None else self.dt0
         saveat = dfx.SaveAt(t1=True, steps=True) if save_trajectory else dfx.SaveAt(t1=True)
         sol = dfx.diffeqsolve(
-            term, Reflecting.forward_mode(solver, fn.process), 0.0, span, dt0=dt0, y0=z1, saveat=saveat,
+            term, Reflecting.forward_mode(solver, fn.process), 0.0, span, dt0=dt0, y0=z1,
+            saveat=saveat,
             stepsize_controller=dfx.PIDController(rtol=self.rtol, atol=self.atol),
             max_steps=self.max_steps, adjoint=dfx.ForwardMode(),
         )
-        return _adaptive_result(sol, solver, t_start, save_trajectory)
+        return _adaptive_result(sol, solver, fn.process, t_start, save_trajectory)
 
 
 class AdaptiveSDE(AbstractSampler):
@@ -251,17 +252,22 @@ class AdaptiveSDE(AbstractSampler):
                                                   dtmin=span / self.max_steps),
             max_steps=self.max_steps,
         )
-        return _adaptive_result(sol, solver, t_start, save_trajectory)
+        return _adaptive_result(sol, solver, fn.process, t_start, save_trajectory)
 
 
-def _adaptive_result(sol, solver, t_start, save_trajectory):
+def _adaptive_result(sol, solver, process, t_start, save_trajectory):
     n = sol.stats["num_steps"]
     rej = sol.stats["num_rejected_steps"]
-    # SaveAt(steps=True): rows past the last step are padded with inf
-    stats = SolveStats(nfe=jnp.asarray(_nfe(solver, n)), num_steps=jnp.asarray(n),
+    _nfe(solver, 1)  # a clear error for a solver whose cost is unknown
+    per, extra = nfe_per_step(solver, process, _SOLVER_NFE)
+    # SaveAt(steps=True): one row per accepted step (the last one at t_end), then rows padded
+    # with inf up to max_steps
+    stats = SolveStats(nfe=jnp.asarray(per * n + extra), num_steps=jnp.asarray(n),
                        num_rejected=jnp.asarray(rej),
-                       ts=t_start - sol.ts[:-1] if save_trajectory else None,
-                       trajectory=sol.ys[:-1] if save_trajectory else None)
+                       ts=t_start - sol.ts if save_trajectory else None,
+                       trajectory=sol.ys if save_trajectory else None)
+    if save_trajectory:
+        return sol.ys[n - rej - 1], stats
     return sol.ys[-1], stats
 
 

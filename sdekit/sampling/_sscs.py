@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import jax.random as jr
 
-from .._custom_types import Array, Data, Key
+from .._custom_types import ArrayLike, Data, Key
 from .._errors import check_choice
 from ..processes import AbstractLinearSDE
 from ._base import PredictionFn
@@ -71,7 +71,7 @@ class SSCS(AbstractFixedStepSampler):
     twice; first order). See the module docstring."""
 
     num_steps: int | None = None
-    grid: str | Array = "uniform"
+    grid: str | ArrayLike = "uniform"
     variant: str = "midpoint"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
