@@ -23,6 +23,9 @@ Vector: TypeAlias = Float[ArrayLike, " k"]
 
 
 def as_matrix(name: str, value: Any) -> np.ndarray:
+    """A concrete square float64 matrix (a scalar is ``1 x 1``); errors name ``name``."""
+    if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(value)):
+        raise arg_error(name, "a traced value", "a concrete matrix (it is static)")
     a = np.asarray(value, dtype=np.float64)
     if a.ndim == 0:
         a = a.reshape(1, 1)

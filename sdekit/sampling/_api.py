@@ -189,9 +189,8 @@ def _run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_st
     nfe = stats.nfe
     samples = None
     if denoise == "tweedie":
-        samples = sampler.clip_prediction(fn.x0(z, t_end))  # data shape, also when augmented
-        if samples.shape == z.shape:
-            samples = p.reflect(samples)
+        # the data prediction (data shape, also for augmented states)
+        samples = p.reflect(sampler.clip_prediction(fn.x0(z, t_end)))
         nfe = nfe + 1
     elif denoise == "euler":
         z = p.reflect(z + t_end * fn.reverse_drift(z, t_end, ode=bool(sampler.ode)))
