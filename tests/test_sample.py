@@ -57,7 +57,8 @@ def test_oracle_pf_ode_heun_100(name):
 @pytest.mark.parametrize("name", sorted(PROCESSES))
 def test_oracle_adaptive_ode(name):
     p = PROCESSES[name]
-    r = sample(jr.key(2), p, oracle_eps(p, MU, COV), (N, 8), method=AdaptiveODE(rtol=1e-4, atol=1e-4))
+    r = sample(jr.key(2), p, oracle_eps(p, MU, COV), (N, 8),
+               method=AdaptiveODE(rtol=1e-4, atol=1e-4))
     _check(r)
     assert int(r.nfe) == 6 * int(r.num_steps) + 1 + 1
 
@@ -71,7 +72,8 @@ def test_oracle_pf_ode_euler_200_vp():
 @pytest.mark.parametrize("name", ["vp", pytest.param("ve", marks=pytest.mark.slow)])
 def test_oracle_adaptive_sde(name):
     p = PROCESSES[name]
-    r = sample(jr.key(4), p, oracle_eps(p, MU, COV), (N, 8), method=AdaptiveSDE(rtol=1e-2, atol=1e-2))
+    r = sample(jr.key(4), p, oracle_eps(p, MU, COV), (N, 8),
+               method=AdaptiveSDE(rtol=1e-2, atol=1e-2))
     _check(r)
     assert int(r.num_steps) > 0 and int(r.nfe) == 2 * int(r.num_steps) + 1
 
@@ -83,7 +85,8 @@ def test_fixed_step_backends_agree():
     for solver in ["euler", "heun"]:
         a = sample(jr.key(5), p, model, (64, 8), method=ODE(50, solver=solver, backend="scan"))
         b = sample(jr.key(5), p, model, (64, 8), method=ODE(50, solver=solver, backend="diffrax"))
-        np.testing.assert_allclose(np.asarray(a.samples), np.asarray(b.samples), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(a.samples), np.asarray(b.samples), rtol=1e-4,
+                                   atol=1e-4)
     r = sample(jr.key(6), p, model, (N, 8), method=EulerMaruyama(200, backend="diffrax"))
     _check(r, max_cov_err=0.07)
 
