@@ -67,6 +67,9 @@ from .processes import (
     AbstractProcess as AbstractProcess,
 )
 from .processes import (
+    Interpolant as Interpolant,
+)
+from .processes import (
     LinearSDE as LinearSDE,
 )
 from .processes import (

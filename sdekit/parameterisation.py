@@ -69,6 +69,8 @@ def to_eps(
     if source == "score":
         return p.score_to_eps(value, x_t, t)
     if source == "velocity":
+        if hasattr(p, "velocity_to_eps"):  # a stable closed form (interpolants)
+            return p.velocity_to_eps(value, x_t, t)
         return p.score_to_eps(_velocity_to_score(p, value, x_t, t), x_t, t)
     if not isinstance(p, AbstractAffineGaussianProcess):
         raise TypeError(f"'v' predictions need an affine Gaussian process; got {type(p).__name__}.")
@@ -92,6 +94,8 @@ def from_eps(
     if target == "score":
         return p.eps_to_score(eps, x_t, t)
     if target == "velocity":
+        if hasattr(p, "eps_to_velocity"):  # a stable closed form (interpolants)
+            return p.eps_to_velocity(eps, x_t, t)
         return _score_to_velocity(p, p.eps_to_score(eps, x_t, t), x_t, t)
     if not isinstance(p, AbstractAffineGaussianProcess):
         raise TypeError(f"'v' predictions need an affine Gaussian process; got {type(p).__name__}.")
@@ -116,7 +120,9 @@ def convert(
     check_choice("target", target, PREDICTIONS)
     if source == target:
         return value
-    if {source, target} == {"score", "velocity"}:
+    if source == "velocity" and target == "x0" and hasattr(process, "velocity_to_x0"):
+        return process.velocity_to_x0(value, x_t, t)
+    if {source, target} == {"score", "velocity"} and not hasattr(process, "velocity_to_eps"):
         if source == "score":
             return _score_to_velocity(process, value, x_t, t)
         return _velocity_to_score(process, value, x_t, t)

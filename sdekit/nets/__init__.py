@@ -11,6 +11,7 @@ from ._configs import net_kwargs as net_kwargs
 from ._dit import DiT as DiT
 from ._unet import DownLevel as DownLevel
 from ._unet import MiddleLevel as MiddleLevel
+from ._sit_time import ElementTimeEmbedding as ElementTimeEmbedding
 from ._unet import UNet as UNet
 from ._unet import UpLevel as UpLevel
 from ._wrappers import SelfConditioning as SelfConditioning

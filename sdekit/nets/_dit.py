@@ -21,6 +21,7 @@ from ._layers import (
     normal_init,
     silu,
 )
+from ._sit_time import ElementTimeEmbedding
 
 
 def _timestep_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array:
@@ -136,6 +137,7 @@ class DiT(eqx.Module):
     t_mlp1: Linear
     label_emb: Array | None
     blocks: list
+    element_time: ElementTimeEmbedding | None
     final_ada: Linear
     final: Linear
     norm: LayerNorm
@@ -156,13 +158,17 @@ class DiT(eqx.Module):
         time_scale: float | int = 1000.0,
         freq_dim: int = 256,
         compute_dtype: str = "float32",
+        element_time: bool = False,
     ):
         """**Arguments:** `in_channels`/`out_channels` (``out`` defaults to ``in``), `key`,
         `patch_size`, `width` (hidden size, a multiple of 4 and of `num_heads`), `depth`
         (number of blocks), `num_heads`, `mlp_ratio`, `dropout` (MLP dropout), `num_classes`
         (``None``: unconditional; index ``num_classes`` is the null class), `time_scale`
         (``t`` is multiplied by it before the frequency embedding; DiT's timesteps are 0..999),
-        `freq_dim` (frequency embedding size, 256), `compute_dtype`."""
+        `freq_dim` (frequency embedding size, 256), `compute_dtype`, `element_time`
+        (ComboStoc's per-element time embedding,
+        [`ElementTimeEmbedding`][sdekit.nets.ElementTimeEmbedding], instead of the averaged
+        time map: per-channel times stay distinguishable)."""
         out_channels = in_channels if out_channels is None else out_channels
         for name, val in (
             ("in_channels", in_channels),
@@ -211,6 +217,9 @@ class DiT(eqx.Module):
         self.final_ada = Linear(width, 2 * width, key=keys[4], init="zeros")
         self.final = Linear(width, p * p * out_channels, key=keys[4], init="zeros")
         self.norm = LayerNorm(1e-6)
+        self.element_time = ElementTimeEmbedding(
+            in_channels, width, patch_size, key=jax.random.fold_in(keys[1], 1),
+            freq_dim=freq_dim, time_scale=time_scale) if element_time else None
 
     def __call__(
         self,
@@ -241,11 +250,14 @@ class DiT(eqx.Module):
         h = self.patch(tok.astype(dtype)).astype(jnp.float32)
         h = h + jnp.asarray(sincos_pos_embed_2d(self.width, gh, gw))
 
-        tm = time_map(t, x)  # (N, 1, 1) or (N, H, W)
-        tm = pool_map(tm[..., None], gh, gw)[..., 0] if tm.shape[1] > 1 else tm
-        tt = tm.reshape(n, -1)  # (N, 1) or (N, T)
-        emb = _timestep_embedding(self.time_scale * tt, self.freq_dim)
-        cvec = self.t_mlp1(silu(self.t_mlp0(emb)))
+        if self.element_time is not None:
+            cvec = self.element_time(t, x)  # (N, T, width)
+        else:
+            tm = time_map(t, x)  # (N, 1, 1) or (N, H, W)
+            tm = pool_map(tm[..., None], gh, gw)[..., 0] if tm.shape[1] > 1 else tm
+            tt = tm.reshape(n, -1)  # (N, 1) or (N, T)
+            emb = _timestep_embedding(self.time_scale * tt, self.freq_dim)
+            cvec = self.t_mlp1(silu(self.t_mlp0(emb)))
         if labels is not None:
             cvec = cvec + self.label_emb[labels][:, None, :]
 

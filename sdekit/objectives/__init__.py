@@ -7,6 +7,18 @@ from ._hsm import AugmentedDSM as AugmentedDSM
 from ._hsm import hsm_loss as hsm_loss
 from ._reflected import ConstrainedDSM as ConstrainedDSM
 from ._reflected import SigmaScaledScore as SigmaScaledScore
+from ._interpolant import COMBOSTOC_MODES as COMBOSTOC_MODES
+from ._interpolant import INTERPOLANT_PREDICTIONS as INTERPOLANT_PREDICTIONS
+from ._interpolant import INTERPOLANT_WEIGHTINGS as INTERPOLANT_WEIGHTINGS
+from ._interpolant import SINGULAR_EPS as SINGULAR_EPS
+from ._interpolant import ComboStoc as ComboStoc
+from ._interpolant import InterpolantLoss as InterpolantLoss
+from ._interpolant import combostoc_times as combostoc_times
+from ._interpolant import compensate as compensate
+from ._interpolant import drift_var as drift_var
+from ._interpolant import mode_shape as mode_shape
+from ._interpolant import sit_eps as sit_eps
+from ._interpolant import sit_interval as sit_interval
 from ._time import (
     AbstractTimeSampler as AbstractTimeSampler,
 )

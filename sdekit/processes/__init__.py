@@ -17,6 +17,11 @@ from ._gaussian import SubVP as SubVP
 from ._heat_kernel import fold as fold
 from ._heat_kernel import heat_kernel_log_density as heat_kernel_log_density
 from ._heat_kernel import heat_kernel_score as heat_kernel_score
+from ._interpolant import PATHS as PATHS
+from ._interpolant import GVPSchedule as GVPSchedule
+from ._interpolant import Interpolant as Interpolant
+from ._interpolant import LinearInterpolantSchedule as LinearInterpolantSchedule
+from ._interpolant import sit_time as sit_time
 from ._linalg import stationary_covariance as stationary_covariance
 from ._linear_sde import AbstractLinearSDE as AbstractLinearSDE
 from ._linear_sde import LinearSDE as LinearSDE

@@ -16,6 +16,8 @@ from ._ancestral import (
 from ._api import METHODS as METHODS
 from ._api import resolve_method as resolve_method
 from ._api import sample as sample
+from ._async import AsyncSchedule as AsyncSchedule
+from ._async import sample_async as sample_async
 from ._base import (
     AbstractSampler as AbstractSampler,
 )
@@ -34,6 +36,11 @@ from ._edm import EDMSampler as EDMSampler
 from ._grids import time_grid as time_grid
 from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance
 from ._guidance import drop_labels as drop_labels
+from ._interpolant import DIFFUSION_FORMS as DIFFUSION_FORMS
+from ._interpolant import LAST_STEPS as LAST_STEPS
+from ._interpolant import InterpolantSDE as InterpolantSDE
+from ._interpolant import diffusion_coefficient as diffusion_coefficient
+from ._interpolant import velocity_and_score as velocity_and_score
 from ._likelihood import (
     LikelihoodResult as LikelihoodResult,
 )

@@ -67,6 +67,8 @@ class PredictionFn(eqx.Module):
         """Drift of the reverse-time SDE (``ode=False``) or of the probability-flow ODE, in
         *reverse* time ``tau = t1 - t``: ``-f + g^2 s`` or ``-f + g^2 s / 2``."""
         p = self.process
+        if ode and hasattr(p, "velocity_to_eps"):  # interpolants: the velocity is finite at t = 1
+            return -self.velocity(x, t)
         s = self.score(x, t)
         t = jnp.asarray(t, dtype=x.dtype)
         g = p.diffusion(t, x)
