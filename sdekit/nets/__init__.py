@@ -4,21 +4,20 @@ Every network follows sdekit's calling convention ``net(x, t, cond=None, *, key=
 batched NHWC ``x`` (see [`UNet`][sdekit.nets.UNet]); networks know nothing about SDEs.
 """
 
+# structure-preserving diffusion (issue 12): equivariant networks; importing the subpackage
+# registers its named configurations in NET_CONFIGS.
+from . import equivariant as equivariant  # noqa: E402
 from ._configs import NET_CONFIGS as NET_CONFIGS
 from ._configs import count_parameters as count_parameters
 from ._configs import named_net as named_net
 from ._configs import net_kwargs as net_kwargs
 from ._dit import DiT as DiT
+from ._sit_time import ElementTimeEmbedding as ElementTimeEmbedding
 from ._unet import DownLevel as DownLevel
 from ._unet import MiddleLevel as MiddleLevel
-from ._sit_time import ElementTimeEmbedding as ElementTimeEmbedding
 from ._unet import UNet as UNet
 from ._unet import UpLevel as UpLevel
 from ._wrappers import SelfConditioning as SelfConditioning
 from ._wrappers import self_conditioning_forward as self_conditioning_forward
-
-# structure-preserving diffusion (issue 12): equivariant networks; importing the subpackage
-# registers its named configurations in NET_CONFIGS.
-from . import equivariant as equivariant  # noqa: E402
 from .equivariant import EquivariantUNet as EquivariantUNet  # noqa: E402
 from .equivariant import symmetrise as symmetrise  # noqa: E402

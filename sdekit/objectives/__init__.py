@@ -2,11 +2,14 @@
 
 from ._dsm import DSM as DSM
 from ._dsm import WEIGHTINGS as WEIGHTINGS
+
+# structure-preserving diffusion (issue 12)
+from ._eqv_reg import EqvReg as EqvReg  # noqa: E402
+from ._eqv_reg import ema_target as ema_target  # noqa: E402
+from ._eqv_reg import raw_output as raw_output  # noqa: E402
 from ._hsm import HSM as HSM
 from ._hsm import AugmentedDSM as AugmentedDSM
 from ._hsm import hsm_loss as hsm_loss
-from ._reflected import ConstrainedDSM as ConstrainedDSM
-from ._reflected import SigmaScaledScore as SigmaScaledScore
 from ._interpolant import COMBOSTOC_MODES as COMBOSTOC_MODES
 from ._interpolant import INTERPOLANT_PREDICTIONS as INTERPOLANT_PREDICTIONS
 from ._interpolant import INTERPOLANT_WEIGHTINGS as INTERPOLANT_WEIGHTINGS
@@ -19,6 +22,8 @@ from ._interpolant import drift_var as drift_var
 from ._interpolant import mode_shape as mode_shape
 from ._interpolant import sit_eps as sit_eps
 from ._interpolant import sit_interval as sit_interval
+from ._reflected import ConstrainedDSM as ConstrainedDSM
+from ._reflected import SigmaScaledScore as SigmaScaledScore
 from ._time import (
     AbstractTimeSampler as AbstractTimeSampler,
 )
@@ -31,8 +36,3 @@ from ._time import (
 from ._time import (
     UniformTime as UniformTime,
 )
-
-# structure-preserving diffusion (issue 12)
-from ._eqv_reg import EqvReg as EqvReg  # noqa: E402
-from ._eqv_reg import ema_target as ema_target  # noqa: E402
-from ._eqv_reg import raw_output as raw_output  # noqa: E402

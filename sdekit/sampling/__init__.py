@@ -53,14 +53,14 @@ from ._likelihood import (
 from ._likelihood import (
     log_likelihood as log_likelihood,
 )
-from ._loop import AbstractFixedStepSampler as AbstractFixedStepSampler
-from ._loop import Reflecting as Reflecting
 from ._likelihood_augmented import (
     AugmentedLikelihoodResult as AugmentedLikelihoodResult,
 )
 from ._likelihood_augmented import (
     augmented_log_likelihood as augmented_log_likelihood,
 )
+from ._loop import AbstractFixedStepSampler as AbstractFixedStepSampler
+from ._loop import Reflecting as Reflecting
 from ._pc import PC as PC
 from ._reflected import ReflectedODE as ReflectedODE
 from ._reflected import ReflectedPC as ReflectedPC

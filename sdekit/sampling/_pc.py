@@ -75,7 +75,8 @@ class PC(AbstractFixedStepSampler):
             ns = _norm(s)
             # a zero score (e.g. the exact score of a uniform law) gives no Langevin step size:
             # skip the corrector there instead of forming inf * 0
-            e = jnp.where(ns > 0, 2.0 * a * (self.snr * _norm(noise) / jnp.where(ns > 0, ns, 1.0)) ** 2, 0.0)
+            step = 2.0 * a * (self.snr * _norm(noise) / jnp.where(ns > 0, ns, 1.0)) ** 2
+            e = jnp.where(ns > 0, step, 0.0)
             return p.reflect(z + e * s + jnp.sqrt(2.0 * e) * noise), None
 
         if int(self.n_corrector) > 0:
