@@ -96,7 +96,7 @@ def test_deterministic_samplers_are_equivariant_along_the_whole_trajectory(name,
     run = eqx.filter_jit(lambda fn, z1: sampler.solve(KEY, fn, z1, float(process.t0),
                                                       save_trajectory=True))
     zend, stats = run(fn, _orbit(z))  # all eight transformed noises in one batch
-    traj = np.concatenate([np.asarray(stats["trajectory"]), np.asarray(zend)[None]], axis=0)
+    traj = np.concatenate([np.asarray(stats.trajectory), np.asarray(zend)[None]], axis=0)
     traj = traj[np.isfinite(traj).reshape(traj.shape[0], -1).all(axis=1)]  # adaptive: padded
     err = _traj_error(traj)
     assert traj.shape[0] >= 3
@@ -120,7 +120,7 @@ def test_symmetrised_plain_network_samples_equivariantly(edm_setup):
     for label, net in (("plain", plain), ("symmetrised", symmetrise(plain, GROUP))):
         fn = PredictionFn(process, Precond(net, process), "x0")
         zend, stats = sampler.solve(KEY, fn, _orbit(z), float(process.t0), save_trajectory=True)
-        errs[label] = _traj_error(jnp.concatenate([stats["trajectory"], zend[None]], axis=0))
+        errs[label] = _traj_error(jnp.concatenate([stats.trajectory, zend[None]], axis=0))
     assert errs["plain"] > 1e-2 and errs["symmetrised"] <= 1e-5, errs
 
 

@@ -122,8 +122,8 @@ def test_sampler_runs_the_reference_step(mod, method):
     key = jr.key(3)
     z1 = jnp.asarray(XT)[None]
     final, stats = sampler.solve(key, fn, z1, 0.5, save_trajectory=True)
-    np.testing.assert_allclose(stats["ts"], [0.6, 0.5], atol=1e-7)
-    first = stats["trajectory"][0]
+    np.testing.assert_allclose(stats.ts, [0.6, 0.5], atol=1e-7)
+    first = stats.trajectory[0]
     if method == "ddim":
         np.testing.assert_allclose(first[0], [0.796612, -1.338384, 0.357159, 1.906765],
                                    atol=2e-6)

@@ -3,7 +3,7 @@
 The probability-flow ODE of an augmented process is a flow on the joint state ``z = [x, m]``, so
 it gives the joint density ``p(x0, m0)`` (via `log_likelihood`'s machinery on the state), not
 ``p(x0)``. With the auxiliary variables drawn from their initial distribution
-``m0 ~ q(m0 | x0)`` (the process's ``initial_covariance`` around ``initial_state(x0)``), Jensen's
+``m0 ~ q(m0 | x0)`` (the process's ``initial_covariance`` around ``state_from(x0)`` (= ``[x0, 0]``)), Jensen's
 inequality gives the bound of Dockhorn et al. (CLD, 2022, Appendix):
 
 ``log p(x0) >= E_{m0 ~ q}[log p(x0, m0) - log q(m0 | x0)]``,
@@ -138,13 +138,13 @@ def augmented_log_likelihood(
     joints, auxs, nfe = [], [], 0
     for key_k in jr.split(key, int(num_samples)):
         k_aux, k_div = jr.split(key_k)
-        # z0 = initial_state(x) + B diag(sqrt(w)) e, e ~ N(0, I) in the r = len(w) random directions
+        # z0 = state_from(x) + B diag(sqrt(w)) e, e ~ N(0, I) in the r = len(w) random directions
         e = jr.normal(k_aux, x.shape + (len(w),), x.dtype)
         offset = jnp.einsum("kr,...r->...k", jnp.asarray(basis * np.sqrt(w), x.dtype), e)
-        z0 = process.initial_state(x) + jnp.moveaxis(offset, -1, -2).reshape(state_shape)
+        z0 = process.state_from(x) + jnp.moveaxis(offset, -1, -2).reshape(state_shape)
         # log q: Gaussian in the random directions (the x direction is fixed at the data)
         proj = jnp.einsum("kr,...k->...r", jnp.asarray(basis, x.dtype),
-                          _components(z0 - process.initial_state(x), k))
+                          _components(z0 - process.state_from(x), k))
         logq = -0.5 * (proj**2 / jnp.asarray(w, x.dtype) + jnp.log(2 * math.pi * jnp.asarray(
             w, x.dtype)))
         auxs.append(jnp.sum(logq.reshape(x.shape[0], -1), axis=-1))
