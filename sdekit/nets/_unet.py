@@ -335,6 +335,12 @@ class UNet(eqx.Module):
     counts match the reference implementations exactly), with three additions: free input and
     output channel counts, class conditioning with a null class, and per-pixel time.
 
+    **Structure.** ``conv_in``, then ``down_levels`` (one [`DownLevel`][sdekit.nets.DownLevel]
+    per entry of ``ch_mult``), ``middle`` (a [`MiddleLevel`][sdekit.nets.MiddleLevel]),
+    ``up_levels`` (one [`UpLevel`][sdekit.nets.UpLevel] per resolution, lowest first) and
+    ``head`` (``None`` with ``progressive="output_skip"``, whose pyramid is the output); the
+    forward pass walks the same tree. ``modules`` is a flat read-only view in score_sde's order.
+
     **Calling convention.** ``net(x, t, cond=None, *, key=None)`` with ``x`` of shape
     ``(N, H, W, in_channels)`` (``H`` and ``W`` divisible by ``2 ** (len(ch_mult) - 1)``),
     returns float32 of shape ``(N, H, W, out_channels)``. Dropout is active only when ``key`` is
