@@ -282,3 +282,32 @@ def test_steerable_conv_uses_the_shipped_file_and_equals_a_group_conv():
         assert max(errs) <= 1e-12
         # the full basis spans the group-conv filters: same function class, same count
         assert conv.weight.shape == (3, 2, 72)
+
+
+@pytest.mark.parametrize("group", ["C4", "D4"])
+def test_shipped_escnn_bases_are_equivariant_and_in_the_equivariant_space(group):
+    """The escnn export (tools/escnn_bases.py, escnn 1.0.11): escnn's dimensions, every element
+    satisfies sdekit's equivariance constraint to float32 sampling (escnn stores float32), and it
+    lies in the span of the exact full basis; a SteerableConv on it is exactly equivariant."""
+    bases = load_bases("escnn")
+    assert bases["meta"]["source"].startswith("escnn")
+    dims = {"trivial_regular": 6, "regular_regular": 24 if group == "C4" else 48,
+            "trivial_trivial": 2}
+    order = get_group(group).order
+    for pair, d in dims.items():
+        i, o = pair.split("_")
+        b = bases[f"{group}_{pair}_k3"].astype(np.float64)
+        assert b.shape[0] == d and np.linalg.matrix_rank(b.reshape(d, -1)) == d
+        for g in range(order):
+            np.testing.assert_allclose(act_filter(group, g, b, i, o), b, atol=1e-6)
+        full = reynolds_basis(group, i, o, 3).reshape(-1, b[0].size)
+        flat = b.reshape(d, -1)
+        np.testing.assert_allclose(flat @ full.T @ full, flat, atol=1e-6)
+    with jax.enable_x64(True):
+        conv = SteerableConv(2, 3, group=group, basis="escnn", key=KEY)
+        assert conv.weight.shape[-1] == dims["regular_regular"]
+        x = jax.random.normal(KEY, (1, 8, 8, 2 * order), jnp.float64)
+        grp = get_group(group)
+        errs = [_rel(conv(grp.act_regular(g, x)), grp.act_regular(g, conv(x)))
+                for g in range(order)]
+        assert max(errs) <= 1e-12

@@ -15,8 +15,10 @@ Then, in sdekit's environment: ``SteerableConv(..., basis="escnn_bases_k3.npz")`
 
 ``--source reynolds`` needs no escnn: it writes the exact orthonormal basis of the *whole*
 equivariant filter space (orbit indicators of the Reynolds projection; numpy only, plus
-sdekit on the path). The file shipped as ``sdekit/nets/equivariant/steerable_bases_k3.npz``
-was written that way (escnn could not be installed where sdekit was built):
+sdekit on the path). sdekit ships both: ``sdekit/nets/equivariant/escnn_bases_k3.npz`` was
+written by this script with escnn 1.0.11 (torch 2.13.0 CPU, numpy 1.26.4, gfortran from
+Debian) and is ``SteerableConv(..., basis="escnn")``; the default
+``sdekit/nets/equivariant/steerable_bases_k3.npz`` was written with:
 
     PYTHONPATH=. python tools/escnn_bases.py --source reynolds \
         --out sdekit/nets/equivariant/steerable_bases_k3.npz

@@ -16,8 +16,11 @@ Two sources fill the same file format:
   permutation action of ``G`` on the filter entries, so the invariant subspace (the range of the
   Reynolds projection) is spanned by the orbit indicators, normalised by ``1/sqrt(orbit size)``.
 
-The basis file shipped with sdekit (``steerable_bases_k3.npz``) holds the second kind; its
-``meta`` entry says so.
+sdekit ships both for kernel size 3: ``steerable_bases_k3.npz`` (the default, the second kind)
+and ``escnn_bases_k3.npz`` (``basis="escnn"``: exported by ``tools/escnn_bases.py`` with escnn
+1.0.11, torch 2.13 and numpy 1.26 in a separate environment; dimensions 6 / 24 / 2 for C4 and
+6 / 48 / 2 for D4 against the full space's 9 / 36 / 3 and 9 / 72 / 3). Each file's ``meta`` entry
+says where it came from.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ._groups import get_group
 from ._layers import _DN, _check_fields, _check_rep, _compute_dtype, _tie, _uniform, rep_size
 
 SHIPPED_BASES = "steerable_bases_k3.npz"
+ESCNN_BASES = "escnn_bases_k3.npz"
 
 
 def basis_key(group: str, in_rep: str, out_rep: str, kernel_size: int) -> str:
@@ -86,10 +90,12 @@ def reynolds_basis(group: str, in_rep: str, out_rep: str, kernel_size: int) -> n
 
 
 def load_bases(path: Any = None) -> dict[str, np.ndarray]:
-    """Read a basis file (default: the one shipped with sdekit) into ``{name: array}``; the
-    entry ``"meta"`` is a dict (source, group conventions, versions)."""
-    if path is None:
-        ref = importlib.resources.files(__package__).joinpath(SHIPPED_BASES)
+    """Read a basis file (default: the one shipped with sdekit; ``"escnn"``: the shipped escnn
+    export) into ``{name: array}``; the entry ``"meta"`` is a dict (source, group conventions,
+    versions)."""
+    if path is None or (isinstance(path, str) and path == "escnn"):
+        name = SHIPPED_BASES if path is None else ESCNN_BASES
+        ref = importlib.resources.files(__package__).joinpath(name)
         with importlib.resources.as_file(ref) as p, np.load(p) as z:
             data = {k: np.asarray(z[k]) for k in z.files}
     else:
@@ -105,7 +111,8 @@ class SteerableConv(eqx.Module):
     ``F[(o, a), (i, b)] = sum_d w[o, i, d] B[d, a, b]``.
 
     ``basis``: ``None`` (the shipped file's basis for this group, field types and kernel size),
-    a path to a basis file (e.g. written by ``tools/escnn_bases.py``), or an array
+    ``"escnn"`` (the shipped escnn export, kernel size 3), a path to a basis file (e.g. written
+    by ``tools/escnn_bases.py``), or an array
     ``(D, |out|, |in|, k, k)``. Before use the basis is projected once more with the float64
     Reynolds operator (escnn samples its bases in float32; this makes the layer exact to
     float64 round-off). sdekit never imports escnn. Same field types and calling convention as
