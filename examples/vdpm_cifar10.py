@@ -32,6 +32,9 @@ import numpy as np
 
 SUBCOMMANDS = ("train", "sample", "eval")
 
+#: CelebA's crop window (top, left, height, width) before the resize to 64x64 (spec §9).
+CELEBA_CROP = (40, 15, 148, 148)
+
 # HEAD configs/*.json of the reference (spec §9). `net` names an sdekit.nets.NET_CONFIGS entry;
 # `net_overrides` adapt it. Classes are 0..K-1 with the null label K (the reference's 1..K / 0).
 PRESETS: dict[str, dict] = {
@@ -53,10 +56,12 @@ PRESETS: dict[str, dict] = {
         warmup=10000, epochs=5120, ema_decay=0.9999, seed=1234,
         net="vdpm_cifar10", net_overrides={}, flip=True,
     ),
-    # CelebA 64x64, `both` output. sdekit's UNet embeds one class index, not CelebA's 40 binary
-    # tags, so this preset trains unconditionally (the reference conditions on the tags).
+    # CelebA 64x64, `both` output: each aligned 178x218 image is cropped to the window `crop`
+    # (top 40, left 15, 148x148; spec §9) and resized to 64x64 (`crop_resize`). sdekit's UNet
+    # embeds one class index, not CelebA's 40 binary tags, so this preset trains
+    # unconditionally (the reference conditions on the tags).
     "celeba": dict(
-        dataset="celeba", image_size=64, channels=3, num_classes=None,
+        dataset="celeba", image_size=64, channels=3, num_classes=None, crop=CELEBA_CROP,
         schedule="cosine", logsnr_min=-20.0, logsnr_max=20.0, train_timesteps=0,
         sample_timesteps=256, model_out_type="both", model_var_type="fixed_large", intp_frac=0.0,
         reweight_type="snr_trunc", loss_type="mse", use_cfg=False, w_guide=0.0, p_uncond=0.0,
@@ -145,8 +150,9 @@ def _train_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-root", default=None,
                    help="cifar10/mnist: directory with the official archives (default "
                         "$SDEKIT_DATA or ~/.cache/sdekit; downloaded with checksums if "
-                        "missing). celeba: a folder of aligned face images (resized to 64x64, "
-                        "no crop)")
+                        "missing). celeba: a folder of the aligned 178x218 face images "
+                        "(img_align_celeba), cropped to 148x148 at top 40, left 15 and resized "
+                        "to 64x64 (bilinear)")
     g.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
     g = ap.add_argument_group("diffusion (spec §1-§5)")
     g.add_argument("--logsnr-schedule", choices=["linear", "sigmoid", "cosine", "legacy"],
@@ -569,7 +575,47 @@ def _source(cfg: dict, data_root, smoke: bool, seed: int):
         return ArraySource(_resize_uint8(src.images, 32), src.labels)
     if data_root is None:
         raise SystemExit("error: --preset celeba needs --data-root (a folder of face images).")
-    return ImageFolder(data_root, size=(64, 64))
+    crop = cfg.get("crop")
+    if crop is None:
+        return ImageFolder(data_root, size=(cfg["image_size"],) * 2)
+    return Transformed(ImageFolder(data_root),
+                       functools.partial(crop_resize, crop=tuple(crop), size=cfg["image_size"]))
+
+
+def crop_resize(image: np.ndarray, crop: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """The window ``crop = (top, left, height, width)`` of an ``(H, W, C)`` uint8 image, resized
+    to ``(size, size)`` (bilinear, as torchvision's ``Resize`` on a PIL image; no resize when the
+    window already has that size). CelebA: ``crop=CELEBA_CROP``, ``size=64`` (spec §9)."""
+    from PIL import Image
+
+    top, left, height, width = (int(v) for v in crop)
+    h, w = image.shape[:2]
+    if min(top, left) < 0 or min(height, width) < 1 or top + height > h or left + width > w:
+        raise ValueError(
+            f"crop window (top {top}, left {left}, {height}x{width}) does not fit an image of "
+            f"{h}x{w}; the celeba preset expects the aligned 178x218 CelebA images.")
+    out = image[top:top + height, left:left + width]
+    if (height, width) != (size, size):
+        im = Image.fromarray(out[..., 0] if out.shape[-1] == 1 else out)
+        out = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+        out = out.reshape(size, size, image.shape[-1])
+    return out
+
+
+class Transformed:
+    """A data source whose images pass through ``transform`` (an ``(H, W, C)`` uint8 image to
+    another), read lazily like the wrapped source."""
+
+    def __init__(self, source, transform):
+        self.source, self.transform = source, transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.source[i])
+        item["image"] = self.transform(item["image"])
+        return item
 
 
 def _resize_uint8(images: np.ndarray, size: int) -> np.ndarray:

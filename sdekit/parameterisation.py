@@ -13,6 +13,15 @@ All conversions go through ``eps``; every process supplies ``eps <-> score`` and
 ``eps <-> x0`` (augmented processes through their Cholesky factor), affine processes also
 ``eps <-> v``.
 
+Shapes: ``eps`` has the network's output shape (``process.prediction_shape``), ``x0`` the
+data's, ``score`` and ``velocity`` the state's. An augmented process whose network predicts only
+some components (CLD, PSLD's ``score_m`` / ``score_x`` modes) may also be given a *score* of the
+network's shape, the score of the predicted components (e.g. CLD's velocity part
+``grad_m log p_t``): it is read as the state's score with 0 for the other components, as
+``eps_to_score`` returns it. That is exact wherever the other components carry no noise
+(their score multiplies ``g^2 = 0`` in the reverse drift) and, with the process's triangular
+factor, for ``score -> eps``.
+
 [`Precond`][sdekit.parameterisation.Precond] wraps any network with EDM's preconditioning
 (Karras et al. 2022, Table 1) for any affine Gaussian process, returning an ``x0`` prediction.
 """
@@ -52,6 +61,20 @@ def _score_to_velocity(process: AbstractProcess, s: Data, x_t: Data, t: Time) ->
     return process.drift(t, x_t) - 0.5 * g**2 * s
 
 
+def _state_score(process: AbstractProcess, value: Data, x_t: Data) -> Data:
+    """A score of the network's shape (predicted components only) as the state's score, zeros
+    for the other components; any other value unchanged."""
+    shape, state = tuple(jnp.shape(value)), tuple(jnp.shape(x_t))
+    if shape == state or not hasattr(process, "expand_predicted"):
+        return value
+    if shape != tuple(process.prediction_shape(state)):
+        raise ValueError(
+            f"argument `value`: got a score of shape {shape}, expected the state's shape {state} "
+            f"or the network's output shape {tuple(process.prediction_shape(state))}."
+        )
+    return process.expand_predicted(value, state)
+
+
 def to_eps(
     process: AbstractProcess,
     value: Float[Array, "*vdims"],
@@ -67,7 +90,7 @@ def to_eps(
     if source == "x0":
         return p.x0_to_eps(value, x_t, t)
     if source == "score":
-        return p.score_to_eps(value, x_t, t)
+        return p.score_to_eps(_state_score(p, value, x_t), x_t, t)
     if source == "velocity":
         if hasattr(p, "velocity_to_eps"):  # a stable closed form (interpolants)
             return p.velocity_to_eps(value, x_t, t)
@@ -114,10 +137,15 @@ def convert(
     """Convert ``value`` (a ``source`` prediction at ``(x_t, t)``) to a ``target`` prediction.
 
     Exact for every Gaussian process; ``t`` may be a scalar, per example or per element.
-    Score and velocity predictions convert directly for any process (no Gaussian needed).
+    Score and velocity predictions convert directly for any process (no Gaussian needed). A
+    ``score`` of the network's shape (an augmented process predicting some components) is read
+    as the state's score with 0 for the others (see the module doc); a ``score`` target has the
+    state's shape.
     """
     check_choice("source", source, PREDICTIONS)
     check_choice("target", target, PREDICTIONS)
+    if source == "score":
+        value = _state_score(process, value, x_t)
     if source == target:
         return value
     if source == "velocity" and target == "x0" and hasattr(process, "velocity_to_x0"):

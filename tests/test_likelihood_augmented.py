@@ -1,4 +1,5 @@
-"""Likelihood bound of augmented processes (PSLD) on Gaussian data, where log p(x0) is known."""
+"""Likelihood bound of augmented processes (PSLD, CLD) on Gaussian data, where log p(x0) is
+known; CLD's network predicts only the score of the velocity part."""
 
 import math
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 import sdekit as sk
-from sdekit.sampling import augmented_log_likelihood
+from sdekit.parameterisation import convert
+from sdekit.sampling import AdaptiveODE, augmented_log_likelihood
 
 MU = np.array([0.3, -0.5], np.float32)
 COV = np.array([[0.5, 0.2], [0.2, 0.3]], np.float32)
@@ -28,9 +30,10 @@ def joint_moments(p, t, d):
     return mean, a @ cov0 @ a.T + np.kron(q, eye)
 
 
-def oracle_score(p, d, aux_var=None):
-    """Exact score of z_t (only the components the process's network predicts); ``aux_var``
-    replaces the initial auxiliary variance (a model that is exact for another process)."""
+def oracle_score(p, d, aux_var=None, full=False):
+    """Exact score of z_t (only the components the process's network predicts, all of them with
+    ``full``); ``aux_var`` replaces the initial auxiliary variance (a model that is exact for
+    another process)."""
 
     def score(z, t):
         t = jnp.broadcast_to(jnp.asarray(t, z.dtype), z.shape[:1])
@@ -47,8 +50,10 @@ def oracle_score(p, d, aux_var=None):
         c = a @ cov0 @ a.T + jnp.kron(q, eye)
         mean = a @ jnp.concatenate([jnp.asarray(MU, z.dtype), jnp.zeros(d, z.dtype)])
         prec = jnp.linalg.inv(c)
-        full = -(z - mean) @ prec.T
-        return jnp.concatenate([full[:, c * d:(c + 1) * d] for c in p.predicted()], axis=-1)
+        score = -(z - mean) @ prec.T
+        if full:
+            return score
+        return jnp.concatenate([score[:, i * d:(i + 1) * d] for i in p.predicted()], axis=-1)
 
     return score
 
@@ -60,8 +65,10 @@ def gaussian_logpdf(x, mean, cov):
     return -0.5 * (quad + logdet + x.shape[1] * math.log(2 * math.pi))
 
 
-def test_bound_is_exact_for_the_true_score():
-    p = sk.PSLD()
+@pytest.mark.parametrize("p", [sk.PSLD(), sk.CLD()], ids=["psld", "cld"])
+def test_bound_is_exact_for_the_true_score(p):
+    """PSLD's network predicts the score of [x, m], CLD's only the m part (the x part carries no
+    noise, so its score is not needed): both give log p(x0) exactly."""
     d = 2
     x = jnp.asarray(MU) + jr.normal(jr.key(0), (5, d)) @ jnp.linalg.cholesky(jnp.asarray(COV)).T
     model = oracle_score(p, d)
@@ -78,6 +85,49 @@ def test_bound_is_exact_for_the_true_score():
                                -np.asarray(res.log_prob_bound) / (d * math.log(2)), rtol=1e-6)
     # the joint itself is the Gaussian joint density at t0
     assert res.joint_log_prob.shape == (2, 5) and int(res.nfe) > 0
+
+
+def test_cld_partial_score_converts_exactly():
+    """A CLD score network outputs grad_m log p_t only; read as the state's score with 0 for x,
+    its probability-flow velocity is the full score's (g_x = 0) and score -> eps -> score is the
+    identity on the m part."""
+    p = sk.CLD()
+    d = 2
+    assert p.predicted() == (1,)
+    z = jr.normal(jr.key(7), (6, 2 * d))
+    t = jnp.full((6,), 0.3)
+    part, full = oracle_score(p, d)(z, t), oracle_score(p, d, full=True)(z, t)
+    assert part.shape == (6, d) and full.shape == (6, 2 * d)
+    u_part = convert(p, part, z, t, source="score", target="velocity")
+    u_full = convert(p, full, z, t, source="score", target="velocity")
+    np.testing.assert_allclose(np.asarray(u_part), np.asarray(u_full), rtol=1e-5, atol=1e-5)
+    s = convert(p, part, z, t, source="score", target="score")  # the state's score
+    np.testing.assert_allclose(np.asarray(s), np.concatenate([np.zeros((6, d)), part], -1))
+    eps = convert(p, part, z, t, source="score", target="eps")
+    assert eps.shape == (6, d)
+    back = convert(p, eps, z, t, source="eps", target="score")
+    np.testing.assert_allclose(np.asarray(back)[:, d:], np.asarray(part), rtol=1e-4, atol=1e-4)
+    # eps_m = -C_mm s_m with C the lower factor of Sigma_t (the x part of s does not enter)
+    c = np.linalg.cholesky(np.asarray(p.kernel_covariance(jnp.asarray(0.3)), np.float64))
+    np.testing.assert_allclose(np.asarray(eps), -c[1, 1] * np.asarray(part), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        convert(p, jnp.zeros((6, 3)), z, t, source="score", target="eps")
+
+
+def test_cld_score_model_samples_with_adaptive_ode():
+    """The probability-flow ODE of CLD's exact m-score carries the stationary prior to the data
+    law N(MU, COV) (at t0, up to the 1e-5 of noise)."""
+    p = sk.CLD()
+    d = 2
+    n = 4000
+    res = sk.sample(jr.key(8), p, oracle_score(p, d), (n, d), prediction="score",
+                    method=AdaptiveODE(rtol=1e-5, atol=1e-5))
+    x = np.asarray(res.samples, np.float64)
+    assert x.shape == (n, d) and res.state.shape == (n, 2 * d) and np.all(np.isfinite(x))
+    mean, cov = joint_moments(p, p.t0, d)
+    se = np.sqrt(np.diag(cov[:d, :d]) / n)
+    assert np.all(np.abs(x.mean(0) - mean[:d]) < 4 * se)
+    np.testing.assert_allclose(np.cov(x.T), cov[:d, :d], atol=0.05)
 
 
 def test_importance_samples_tighten_a_loose_bound():

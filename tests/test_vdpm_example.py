@@ -76,6 +76,53 @@ def test_presets_are_the_head_configs(mod):
     assert obj.p_uncond == 0.1 and obj.null_label == 10 and obj.objective.prediction == "v"
 
 
+def _coordinate_image(h=218, w=178):
+    """A synthetic aligned-CelebA-sized image whose pixels hold their own row and column."""
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return np.stack([rows, cols, np.full_like(rows, 7)], -1).astype(np.uint8)
+
+
+def test_celeba_crop_takes_the_spec_window(mod):
+    """Spec §9: top 40, left 15, 148x148 of the 218x178 image, then 64x64."""
+    assert mod.CELEBA_CROP == (40, 15, 148, 148)
+    assert _cfg(mod, "celeba")["crop"] == [40, 15, 148, 148]
+    img = _coordinate_image()
+    win = mod.crop_resize(img, mod.CELEBA_CROP, 148)  # no resize: the window itself
+    assert win.shape == (148, 148, 3)
+    rows, cols = np.meshgrid(np.arange(40, 188), np.arange(15, 163), indexing="ij")
+    np.testing.assert_array_equal(win[..., 0], rows)
+    np.testing.assert_array_equal(win[..., 1], cols)
+    out = mod.crop_resize(img, mod.CELEBA_CROP, 64)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    # bilinear resize of a linear ramp: output pixel j (centre (j + 1/2) 148/64 - 1/2 in the
+    # window) holds the window's coordinate there; edge pixels see a one-sided filter
+    centre = 40 + (np.arange(64) + 0.5) * 148 / 64 - 0.5
+    np.testing.assert_allclose(out[2:-2, 10, 0], centre[2:-2], atol=0.6)
+    np.testing.assert_allclose(out[10, 2:-2, 1], centre[2:-2] - 25, atol=0.6)
+    assert 40 <= out[..., 0].min() and out[..., 0].max() <= 187
+    assert 15 <= out[..., 1].min() and out[..., 1].max() <= 162
+    np.testing.assert_array_equal(out[..., 2], 7)
+    with pytest.raises(ValueError, match="does not fit"):
+        mod.crop_resize(img[:180], mod.CELEBA_CROP, 64)  # 40 + 148 > 180
+
+
+def test_celeba_preset_source_applies_the_crop(mod, tmp_path):
+    from PIL import Image
+
+    img = _coordinate_image()
+    Image.fromarray(img).save(tmp_path / "000001.png")
+    cfg = _cfg(mod, "celeba")
+    src = mod._source(cfg, str(tmp_path), False, 0)
+    assert len(src) == 1
+    x = src[0]["image"]
+    assert x.shape == (64, 64, 3)
+    np.testing.assert_array_equal(x, mod.crop_resize(img, mod.CELEBA_CROP, 64))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        mod.main(["train", "--help"])
+    assert "top 40, left 15" in " ".join(buf.getvalue().split())
+
+
 # spec §6 reference step: cosine, T_s = 10, i = 6 (t = 0.7 -> s = 0.6)
 XT = np.array([0.8, -1.3, 0.2, 2.1], np.float32)
 X0_RAW = np.array([0.4, -0.9, 1.5, 0.0], np.float32)
