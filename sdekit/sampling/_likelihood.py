@@ -69,6 +69,36 @@ def _sum_event(x):
     return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
 
 
+
+def check_likelihood_args(x: Any, divergence: Any, probe: Any, rtol: Any, atol: Any,
+                          **counts: Any) -> Array:
+    """The checks shared by the likelihood functions: divergence and probe names, positive
+    tolerances, integer counts >= 1 (``counts``: name -> value) and a batched ``x``."""
+    check_choice("divergence", divergence, DIVERGENCES)
+    check_choice("probe", probe, PROBES)
+    for name, v in counts.items():
+        if isinstance(v, bool) or int(v) != v or int(v) < 1:
+            raise arg_error(name, v, "an integer >= 1")
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if not float(v) > 0:
+            raise arg_error(name, v, "a value > 0")
+    x = jnp.asarray(x)
+    if x.ndim < 2:
+        raise arg_error("x", x.shape, "a batch of data with a leading batch axis, e.g. (N, d)")
+    return x
+
+
+def likelihood_interval(process: AbstractProcess, t_start: Any, t_end: Any) -> tuple[float, float]:
+    """``(t_start, t_end)``, defaulting to the process's ``(t0, t1)``, with ``t_start < t_end``."""
+    t_start = float(process.t0 if t_start is None else t_start)
+    t_end = float(process.t1 if t_end is None else t_end)
+    if not t_start < t_end:
+        raise ValueError(
+            f"arguments `t_start` and `t_end`: got {t_start} and {t_end}, expected t_start < t_end."
+        )
+    return t_start, t_end
+
+
 def log_likelihood(
     key: Key,
     process: AbstractProcess,
@@ -97,16 +127,7 @@ def log_likelihood(
 
     **Returns:** a `LikelihoodResult`; ``log_prob`` is in nats per example.
     """
-    check_choice("divergence", divergence, DIVERGENCES)
-    check_choice("probe", probe, PROBES)
-    if isinstance(n_probes, bool) or int(n_probes) != n_probes or int(n_probes) < 1:
-        raise arg_error("n_probes", n_probes, "an integer >= 1")
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if not float(v) > 0:
-            raise arg_error(name, v, "a value > 0")
-    x = jnp.asarray(x)
-    if x.ndim < 2:
-        raise arg_error("x", x.shape, "a batch of data with a leading batch axis, e.g. (N, d)")
+    x = check_likelihood_args(x, divergence, probe, rtol, atol, n_probes=n_probes)
     if tuple(process.state_shape(x.shape)) != tuple(x.shape):
         raise TypeError(
             f"log_likelihood needs a process whose state is the data; got {type(process).__name__} "
@@ -116,12 +137,7 @@ def log_likelihood(
     # exact probability-flow velocity is tangent to the walls and the flow stays inside, where
     # the reflection map is the identity and the change of variables holds (reflected.md sec. 4,
     # 8); evaluating at reflect(x) only guards against round-off at the walls.
-    t_start = float(process.t0 if t_start is None else t_start)
-    t_end = float(process.t1 if t_end is None else t_end)
-    if not t_start < t_end:
-        raise ValueError(
-            f"arguments `t_start` and `t_end`: got {t_start} and {t_end}, expected t_start < t_end."
-        )
+    t_start, t_end = likelihood_interval(process, t_start, t_end)
     fn = PredictionFn(process, model, prediction, cond)
     solver = _solver(solver, _ODE_SOLVERS, "solver")
     return _solve(key, fn, x, divergence, probe, int(n_probes), float(rtol), float(atol), solver,

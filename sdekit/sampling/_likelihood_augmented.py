@@ -3,8 +3,8 @@
 The probability-flow ODE of an augmented process is a flow on the joint state ``z = [x, m]``, so
 it gives the joint density ``p(x0, m0)`` (via `log_likelihood`'s machinery on the state), not
 ``p(x0)``. With the auxiliary variables drawn from their initial distribution
-``m0 ~ q(m0 | x0)`` (the process's ``initial_covariance`` around ``state_from(x0)`` (= ``[x0, 0]``)), Jensen's
-inequality gives the bound of Dockhorn et al. (CLD, 2022, Appendix):
+``m0 ~ q(m0 | x0)`` (the process's ``initial_covariance`` around ``state_from(x0)``, that
+is ``[x0, 0]``), Jensen's inequality gives the bound of Dockhorn et al. (CLD, 2022, Appendix):
 
 ``log p(x0) >= E_{m0 ~ q}[log p(x0, m0) - log q(m0 | x0)]``,
 
@@ -30,10 +30,9 @@ import jax.random as jr
 import numpy as np
 
 from .._custom_types import Array, Data, Key
-from .._errors import arg_error, check_choice
 from ..processes import AbstractProcess
 from ._base import PredictionFn
-from ._likelihood import DIVERGENCES, PROBES, _solve, bits_per_dim
+from ._likelihood import _solve, bits_per_dim, check_likelihood_args, likelihood_interval
 from ._solvers import _ODE_SOLVERS, _solver
 
 
@@ -108,29 +107,15 @@ def augmented_log_likelihood(
 
     **Returns:** an `AugmentedLikelihoodResult` (nats per example, and the bound in bits/dim).
     """
-    check_choice("divergence", divergence, DIVERGENCES)
-    check_choice("probe", probe, PROBES)
-    for name, v in (("num_samples", num_samples), ("n_probes", n_probes)):
-        if isinstance(v, bool) or int(v) != v or int(v) < 1:
-            raise arg_error(name, v, "an integer >= 1")
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if not float(v) > 0:
-            raise arg_error(name, v, "a value > 0")
-    x = jnp.asarray(x)
-    if x.ndim < 2:
-        raise arg_error("x", x.shape, "a batch of data with a leading batch axis, e.g. (N, d)")
+    x = check_likelihood_args(x, divergence, probe, rtol, atol, num_samples=num_samples,
+                              n_probes=n_probes)
     state_shape = tuple(process.state_shape(x.shape))
     if state_shape == tuple(x.shape) or not hasattr(process, "initial_covariance"):
         raise TypeError(
             f"augmented_log_likelihood needs an augmented process (state [x, m]); got "
             f"{type(process).__name__}, whose state is the data: use log_likelihood."
         )
-    t_start = float(process.t0 if t_start is None else t_start)
-    t_end = float(process.t1 if t_end is None else t_end)
-    if not t_start < t_end:
-        raise ValueError(
-            f"arguments `t_start` and `t_end`: got {t_start} and {t_end}, expected t_start < t_end."
-        )
+    t_start, t_end = likelihood_interval(process, t_start, t_end)
     w, basis = _aux_distribution(process)
     k = int(process.k)
     fn = PredictionFn(process, model, prediction, cond)
