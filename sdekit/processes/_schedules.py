@@ -212,9 +212,9 @@ class AbstractVPSchedule(AbstractSchedule):
         return self.t_from_integrated_beta(jnp.log1p(_ft(sigma) ** 2))
 
 
-class LinearBetaSchedule(AbstractVPSchedule):
-    """VP with a linear ``beta(t) = beta_min + t (beta_max - beta_min)`` (Song et al. 2021;
-    DDPM's schedule in continuous time). `VP`'s default."""
+class _LinearBeta(eqx.Module):
+    """``beta_min``/``beta_max`` of a linear ``beta`` with its check, ``beta`` and its integral:
+    shared by the VP and sub-VP schedules."""
 
     beta_min: Any = 0.1
     beta_max: Any = 20.0
@@ -225,10 +225,17 @@ class LinearBetaSchedule(AbstractVPSchedule):
         check_order("beta_min", self.beta_min, "beta_max", self.beta_max, strict=False)
 
     def beta(self, t: Time) -> Array:
+        """``beta(t)``."""
         return linear_beta(self.beta_min, self.beta_max, t)
 
     def integrated_beta(self, t: Time) -> Array:
+        """``B(t) = int_0^t beta``."""
         return linear_beta_integral(self.beta_min, self.beta_max, t)
+
+
+class LinearBetaSchedule(_LinearBeta, AbstractVPSchedule):
+    """VP with a linear ``beta(t) = beta_min + t (beta_max - beta_min)`` (Song et al. 2021;
+    DDPM's schedule in continuous time). `VP`'s default."""
 
     def t_from_integrated_beta(self, b: Any) -> Array:
         return linear_beta_integral_inverse(self.beta_min, self.beta_max, b)
@@ -271,25 +278,9 @@ class CosineSchedule(AbstractVPSchedule):
         super().check_times(t0, t1)
 
 
-class SubVPSchedule(AbstractSchedule):
+class SubVPSchedule(_LinearBeta, AbstractSchedule):
     """Sub-VP (Song et al. 2021): ``alpha = exp(-B/2)``, ``sigma = 1 - exp(-B)`` with a linear
     ``beta``; ``g^2 = beta (1 - exp(-2B))``; prior ``N(0, I)``."""
-
-    beta_min: Any = 0.1
-    beta_max: Any = 20.0
-
-    def __check_init__(self):
-        check_real("beta_min", self.beta_min, lo=0.0)
-        check_real("beta_max", self.beta_max, lo=0.0, lo_open=True)
-        check_order("beta_min", self.beta_min, "beta_max", self.beta_max, strict=False)
-
-    def beta(self, t: Time) -> Array:
-        """``beta(t)``."""
-        return linear_beta(self.beta_min, self.beta_max, t)
-
-    def integrated_beta(self, t: Time) -> Array:
-        """``B(t) = int_0^t beta``."""
-        return linear_beta_integral(self.beta_min, self.beta_max, t)
 
     def alpha(self, t: Time) -> Array:
         return jnp.exp(-0.5 * self.integrated_beta(t))
