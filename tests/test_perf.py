@@ -163,3 +163,71 @@ def test_unet_levels_are_the_structure():
     flat = net.modules
     assert flat[0] is net.conv_in and flat[-1] is net.head
     assert len({id(m) for m in flat}) == len(flat) == 1 + (6 + 2 + 2 + 2) + 3 + (9 + 1 + 2) + 1
+
+
+@pytest.mark.parametrize(
+    "rate, shape",
+    [(0.15, (4, 16, 16, 32)), (0.5, (3, 7, 5)), (0.1, (1001,)), (0.003, (64, 128))],
+)
+def test_dropout_rate_scale_and_mask(rate, shape):
+    """The 16-bit (or, for small rates, 32-bit) mask drops each element independently with
+    the requested probability (within its quantisation, 2**-17) and keeps the mean: checked
+    against the binomial standard error on 4 keys; the gradient uses the same mask."""
+    from sdekit.nets._layers import dropout
+
+    x = jnp.ones(shape, jnp.float32)
+    keys = jax.random.split(jax.random.key(0), 4)
+    ys = jax.jit(jax.vmap(lambda k: dropout(x, rate, k)))(keys)
+    n = ys.size
+    drop = float(jnp.mean(ys == 0))
+    se = (rate * (1 - rate) / n) ** 0.5
+    assert abs(drop - rate) < 5 * se + 2**-17, (drop, rate, se)
+    # kept values are 1 / p_keep, so the mean is 1 up to sampling noise
+    kept = np.unique(np.asarray(ys[ys != 0]))
+    assert kept.size == 1 and abs(kept[0] * (1 - rate) - 1) < 2e-5
+    assert abs(float(jnp.mean(ys)) - 1) < 5 * se / (1 - rate)
+    # different keys give different masks; the same key the same mask, also in the gradient
+    assert not np.array_equal(np.asarray(ys[0] == 0), np.asarray(ys[1] == 0))
+    g = jax.grad(lambda v: jnp.sum(dropout(v, rate, keys[0])))(x)
+    np.testing.assert_array_equal(np.asarray(g == 0), np.asarray(ys[0] == 0))
+    # neighbours (the two 16-bit halves of one draw) agree only as often as independent ones
+    flat = np.asarray(ys[0] == 0).reshape(-1)
+    half = flat.size // 2
+    if half > 100:
+        agree = np.mean(flat[0:2 * half:2] == flat[1:2 * half:2])
+        assert abs(agree - (rate**2 + (1 - rate) ** 2)) < 6 * (0.25 / half) ** 0.5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_trim_host_memory_returns_freed_heap():
+    """Freed small blocks stay in glibc's heap (RSS) until ``trim_host_memory`` returns them."""
+    import ctypes
+    import ctypes.util
+
+    def rss_mib():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    if not hasattr(libc, "malloc_trim"):
+        assert perf.trim_host_memory() is False
+        return
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    blocks = []
+    for _ in range(4000):  # 4000 x 64 KiB = 250 MiB below the mmap threshold
+        p = libc.malloc(64 * 1024)
+        libc.memset(p, 1, 64 * 1024)
+        blocks.append(p)
+    for p in blocks[0::2]:  # holes: the live blocks keep glibc from shrinking the heap itself
+        libc.free(p)
+    before = rss_mib()
+    try:
+        assert perf.trim_host_memory() in (True, False)
+        after = rss_mib()
+    finally:
+        for p in blocks[1::2]:
+            libc.free(p)
+    assert before - after > 60, (before, after)  # 125 MiB were freed into holes

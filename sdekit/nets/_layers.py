@@ -224,11 +224,34 @@ class LayerNorm(eqx.Module):
 
 
 def dropout(x: Array, rate: float | int, key: PRNGKeyArray | None) -> Array:
-    """Inverted dropout; the identity when ``key`` is None (inference) or ``rate`` is 0."""
+    """Inverted dropout; the identity when ``key`` is None (inference) or ``rate`` is 0.
+
+    The mask is drawn from 16 random bits per element (two elements per 32-bit draw, which
+    halves the cost of JAX's counter-based generator, the larger part of dropout's time on
+    CPU): the drop probability is ``round(rate * 2**16) / 2**16``, within ``2**-17`` of
+    ``rate``, and kept elements are scaled by the inverse of the exact keep probability, so
+    the output's expectation is ``x``. Rates whose 16-bit rounding is off by more than 0.1 %
+    of the rate (``rate < 0.0077``) use 32 bits per element instead.
+    """
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+    thr16 = round(rate * 2**16)
+    if abs(thr16 - rate * 2**16) <= 1e-3 * rate * 2**16 and 0 < thr16 < 2**16:
+        shape = x.shape
+        if shape and shape[-1] % 2 == 0:
+            bits = jax.random.bits(key, (*shape[:-1], shape[-1] // 2), jnp.uint32)
+            u = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(shape)
+        else:
+            n = max(x.size, 1)
+            bits = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+            u = jnp.concatenate([bits & 0xFFFF, bits >> 16])[:n].reshape(shape)
+        keep = u >= jnp.uint32(thr16)
+        p_keep = 1.0 - thr16 / 2**16
+    else:
+        thr32 = min(round(rate * 2**32), 2**32 - 1)
+        keep = jax.random.bits(key, x.shape, jnp.uint32) >= jnp.uint32(thr32)
+        p_keep = 1.0 - thr32 / 2**32
+    return jnp.where(keep, x * jnp.asarray(1.0 / p_keep, x.dtype), jnp.zeros((), x.dtype))
 
 
 # ----------------------------------------------------------------------------------------------
