@@ -19,6 +19,12 @@ of these hold (see [`configure_xla_cpu`][sdekit.perf.configure_xla_cpu]):
 The flag only changes which CPU kernels run convolutions (same maths, float32 round-off
 differences); GPU and TPU backends ignore it.
 
+**Host memory after compiling.** XLA's compiler frees what it allocated, but glibc keeps the
+freed pages in the process (measured: 1.1 GiB left in RSS after compiling the PSLD CIFAR-10
+network's training step). [`trim_host_memory`][sdekit.perf.trim_host_memory] hands them back
+to the operating system; [`fit`][sdekit.train.fit] calls it once the first step (the compile)
+has run, so the compile's memory does not stack on top of the training step's.
+
 **Compilation cache.** [`enable_compilation_cache`][sdekit.perf.enable_compilation_cache] turns
 on JAX's persistent compilation cache (the examples call it unless ``--no-compile-cache``).
 """
@@ -26,6 +32,8 @@ on JAX's persistent compilation cache (the examples call it unless ``--no-compil
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
@@ -41,6 +49,7 @@ __all__ = [
     "configure_xla_cpu",
     "default_cache_dir",
     "enable_compilation_cache",
+    "trim_host_memory",
 ]
 
 XLA_CPU_FLAG: str = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
@@ -219,3 +228,31 @@ def compilation_cache_from_args(args: argparse.Namespace) -> str | None:
 
 
 configure_xla_cpu()  # on import (sdekit/__init__.py imports this module first)
+
+
+def trim_host_memory() -> bool:
+    """Return the C heap's free pages to the operating system (glibc's ``malloc_trim(0)``).
+
+    After XLA compiles a large program its freed working memory stays in the process's RSS;
+    this releases it, so that a later peak (the first training step) does not add to it.
+    Safe to call at any time; it frees nothing in use. Returns ``True`` when memory was
+    released, ``False`` where there is nothing to call (not glibc, e.g. macOS or musl).
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        fn = False
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            fn = getattr(libc, "malloc_trim", False)
+            if fn:
+                fn.argtypes = [ctypes.c_size_t]
+                fn.restype = ctypes.c_int
+        except OSError:
+            fn = False
+        _MALLOC_TRIM = fn
+    if not _MALLOC_TRIM:
+        return False
+    return bool(_MALLOC_TRIM(0))
+
+
+_MALLOC_TRIM = None

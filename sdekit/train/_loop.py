@@ -21,6 +21,7 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from ..perf import trim_host_memory
 from ._optim import current_lr, ema_decay_at, ema_update, has_updated
 from ._parts import Checkpointer, MetricsLogger, NonFiniteError, SampleWriter, fingerprint
 from ._sharding import (
@@ -448,6 +449,10 @@ def fit(
                 if ckpt is not None:
                     ckpt.check_run(batch_size=log.batch_size, objective=fingerprint(objective))
                 pbar.set_description("train (compiling the step...)")
+                # compile ahead of the first call (the call then reuses it), and hand the
+                # compiler's freed memory back to the OS before the step's own peak
+                step_fn.lower(dataclasses.replace(state, data_state=None), gbatch).compile()
+                trim_host_memory()
             new_state, metrics = step_fn(dataclasses.replace(state, data_state=None), gbatch)
             if s == start:
                 pbar.set_description("train")
