@@ -79,6 +79,46 @@ class Timer:
         )
 
 
+def _proc_status_gib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def rss_gib() -> float:
+    """The process's resident memory now (Linux), else its peak so far (``ru_maxrss``)."""
+    now = _proc_status_gib("VmRSS")
+    return now if now is not None else peak_rss_gib()
+
+
+def peak_rss_gib() -> float:
+    """The process's peak resident memory since the last ``reset_peak_rss``."""
+    hwm = _proc_status_gib("VmHWM")
+    if hwm is not None:
+        return hwm
+    import resource
+    import sys
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (r if sys.platform == "darwin" else r * 1024) / 2**30
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak-RSS mark to the current RSS (Linux ``/proc/self/clear_refs``), so that
+    each network of a run is measured on its own; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def interleave(fns: dict, repeats: int) -> dict:
     """Run each blocking ``fns[name]()`` once per round, in turn, for ``repeats`` rounds (after
     one warm-up round); returns ``{name: Timer.stats()}``."""
