@@ -323,7 +323,7 @@ def fit(
     progress: bool = True,
     config: dict | None = None,
     callback: Callable[[TrainState, dict], None] | None = None,
-    donate: bool = False,
+    donate: bool = True,
     allow_config_change: bool = False,
 ) -> TrainState:
     """Train ``model`` on ``data`` with ``objective`` for ``num_steps`` optimiser steps.
@@ -390,8 +390,12 @@ def fit(
         config: JSON-able run configuration stored in every checkpoint and compared on resume.
         callback: ``callback(state, metrics)`` called on the host after every step (after the
             checkpoint of that step); ``metrics`` are device arrays of that step.
-        donate: donate state buffers to the jitted step (less memory); the arrays of the
-            ``model`` and ``key`` passed in may then be deleted, so do not use them afterwards.
+        donate: update the state in place: each step's input state buffers are donated to
+            its output (default), which saves a second copy of parameters, optimiser state and
+            EMA during the step (1.5 GiB for the 97.6 M-parameter PSLD network). ``fit`` first
+            copies the state once, so the ``model`` (or state) and ``key`` you passed stay
+            valid; a state handed to ``callback`` is valid until the next step (copy what you
+            keep). ``False`` allocates a new state every step.
         allow_config_change: resume even if the stored configuration, objective or batch size
             differ (they are then only warned about).
 
@@ -424,6 +428,10 @@ def fit(
     it = resume_data(data, state)
     start = int(state.step)
     state = place_state(state, mesh, spec_fn)
+    if donate:
+        # the caller's arrays (model, key, a state passed in) must outlive the donation, and
+        # no buffer may be donated twice (an EMA can share the model's arrays)
+        state = jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, state)
     step_fn = make_train_step(objective, optimizer, mesh=mesh, spec_fn=spec_fn,
                               data_key=data_key, cond_key=cond_key, donate=donate)
     pbar = tqdm(total=num_steps, initial=start, disable=not progress or not main, desc="train",
