@@ -1,0 +1,227 @@
+"""A Brownian path stored on a grid and refined inside each cell by counter-based draws.
+
+`GridBrownianPath` is a drop-in for ``diffrax.VirtualBrownianTree`` with the same law (at the
+same ``tol``) and an evaluation that costs ``refine_levels + 1`` Gaussian draws of the state's
+shape, all drawn at once, instead of a sequential descent of ``log2(span / tol)`` levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .._errors import arg_error
+
+#: Default bound on the memory of the stored grid (bytes).
+DEFAULT_MAX_BYTES = 2**30
+#: Default number of stored cells.
+DEFAULT_GRID_CELLS = 256
+
+
+def _concrete_float(name: str, value, expected: str) -> float:
+    if isinstance(value, jax.core.Tracer):
+        raise arg_error(name, f"a traced value {value}", expected + " (a concrete number: the "
+                        "grid's size is static; build the path outside jax.jit or pass Python "
+                        "floats)")
+    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
+        raise arg_error(name, value, expected)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise arg_error(name, value, expected) from None
+    if not math.isfinite(v):
+        raise arg_error(name, value, expected)
+    return v
+
+
+def refine_levels_for(span: float, num_cells: int, tol: float | None) -> int:
+    """The number of midpoint levels below a cell of width ``span / num_cells`` needed to reach a
+    finest interval ``<= tol`` (0 when ``tol`` is None or the cells are already that fine)."""
+    if tol is None:
+        return 0
+    width = span / num_cells
+    levels = 0
+    while width / 2**levels > tol * (1 + 1e-6):  # the slack absorbs span / (span / 4096) != 4096
+        levels += 1
+    return levels
+
+
+def grid_bytes(num_cells: int, shape: jax.ShapeDtypeStruct) -> int:
+    """Bytes of the stored grid: ``num_cells + 1`` states."""
+    return (num_cells + 1) * math.prod(shape.shape) * jnp.dtype(shape.dtype).itemsize
+
+
+def default_num_cells(shape: jax.ShapeDtypeStruct, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """``DEFAULT_GRID_CELLS`` halved until the grid fits in ``max_bytes`` (at least 1 cell;
+    halving keeps a power of two, so the path keeps the tree's law)."""
+    cells = DEFAULT_GRID_CELLS
+    while cells > 1 and grid_bytes(cells, shape) > max_bytes:
+        cells //= 2
+    return cells
+
+
+def _cumsum0(x):
+    """``cumsum`` along axis 0: a sequential scan on CPU (XLA:CPU lowers ``jnp.cumsum`` to a
+    reduce-window that is several times slower), ``jnp.cumsum`` elsewhere."""
+    if jax.default_backend() == "cpu":
+        def step(c, v):
+            c = c + v
+            return c, c
+
+        return jax.lax.scan(step, jnp.zeros_like(x[0]), x)[1]
+    return jnp.cumsum(x, axis=0)
+
+
+class GridBrownianPath(dfx.AbstractBrownianPath):
+    r"""A Brownian motion on ``[t0, t1]`` sampled once on a uniform grid of ``num_cells`` cells
+    and refined inside a cell, on demand, down to the resolution ``tol``: a faster replacement for
+    ``diffrax.VirtualBrownianTree`` with adaptive step sizes.
+
+    **Construction.** One key draws the ``num_cells`` increments ``N(0, h)``, ``h = (t1 - t0) /
+    num_cells``; their cumulative sum (``num_cells + 1`` states) is stored. The memory is
+    ``(num_cells + 1) x`` the state's bytes; a construction that would need more than
+    ``max_bytes`` is refused with an error that says how many cells fit.
+
+    **Evaluation.** ``W(t)`` in cell ``k`` is the linear interpolation of the stored ``W_k``,
+    ``W_{k+1}`` plus a Brownian bridge written as a Lévy–Ciesielski (Schauder) series: level
+    ``n = 0 .. L-1`` (``L = refine_levels``, the fewest levels that make ``h / 2^L <= tol``)
+    contributes ``sqrt(h) 2^{-n/2} min(x, 1 - x) z_{n,j}`` with ``j`` the level-``n`` sub-cell
+    that holds ``t``, ``x`` the position of ``t`` in it and ``z_{n,j} ~ N(0, 1)`` drawn from the
+    key folded with ``(k, n, j)``. Below the finest width ``delta = h / 2^L``, ``t`` at ``s + r``
+    in the finest interval ``[s, s + delta]`` gets ``sqrt(r (delta - r) / delta) z`` with one
+    ``z`` per finest interval. One evaluation costs two gathers and ``L + 1`` state-shaped Gaussian
+    draws made in one call; ``VirtualBrownianTree`` descends ``log2((t1 - t0) / tol)`` levels in
+    a ``while_loop``, each with a key split and a state-shaped draw. ``W`` is a deterministic
+    function of ``t`` (and the key), so an adaptive solver that rejects a step and retries it
+    over a sub-interval sees the same path, and increments are additive:
+    ``W(s, u) = W(s, m) + W(m, u)``.
+
+    **Law, compared with** ``VirtualBrownianTree(t0, t1, tol)``. Both are exact Brownian motion
+    at the points of a uniform grid of width ``delta`` (the tree's finest dyadic level, width
+    ``(t1 - t0) 2^{-ceil(log2((t1 - t0) / tol))}``; here ``h / 2^L``, the same width when
+    ``num_cells`` is a power of two), and both fill a finest interval with the same
+    ``sqrt(r (delta - r) / delta) z`` term (diffrax's default ``"sqrt"`` spline), one ``z`` per
+    interval. So every ``W(t)`` has the exact ``N(0, t - t0)`` law, increments between points in
+    different finest intervals have the exact law, and only an increment with both ends inside
+    one finest interval is approximate, exactly as for the tree; with a power-of-two
+    ``num_cells`` the two paths are equal in law (not sample by sample: the draws differ). With
+    ``tol=None`` (``L = 0``) the path is the grid plus that finest-interval term, one Gaussian
+    draw per evaluation.
+
+    Only Brownian increments are provided (``levy_area=diffrax.BrownianIncrement``): the
+    stochastic Runge–Kutta solvers that need space-time Lévy area (ShARK, SRA1, SPaRK) must use
+    ``VirtualBrownianTree``. One array state (not a PyTree of arrays).
+
+    **Arguments:**
+
+    - `t0`, `t1`: the time interval, ``t0 < t1``, concrete numbers.
+    - `shape`: a ``jax.ShapeDtypeStruct`` (floating dtype) or a tuple of ints (default float
+      dtype), the state's shape.
+    - `key`: a JAX random key.
+    - `num_cells`: stored cells (default 256).
+    - `tol`: the finest resolution (``None``: no refinement below a cell).
+    - `max_bytes`: the bound on the stored grid's memory (default 1 GiB).
+    """
+
+    t0: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    num_cells: int = eqx.field(static=True)
+    refine_levels: int = eqx.field(static=True)
+    shape: jax.ShapeDtypeStruct = eqx.field(static=True)
+    levy_area: type[dfx.BrownianIncrement] = eqx.field(static=True)
+    key: jax.Array
+    w: jax.Array
+
+    def __init__(self, t0, t1, shape, key, *, num_cells: int = DEFAULT_GRID_CELLS, tol=None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, levy_area=dfx.BrownianIncrement):
+        t0 = _concrete_float("t0", t0, "a finite number")
+        t1 = _concrete_float("t1", t1, "a finite number > t0")
+        if not t0 < t1:
+            raise ValueError(f"arguments `t0` and `t1`: got t0={t0!r} and t1={t1!r}, expected "
+                             "t0 < t1.")
+        if isinstance(num_cells, (bool, np.bool_)) or not isinstance(num_cells, (int, np.integer)) \
+                or num_cells < 1:
+            raise arg_error("num_cells", num_cells, "an integer >= 1")
+        if tol is not None:
+            tol = _concrete_float("tol", tol, "None or a finite number > 0")
+            if not tol > 0:
+                raise arg_error("tol", tol, "None or a finite number > 0")
+        if isinstance(max_bytes, (bool, np.bool_)) or not isinstance(max_bytes, (int, np.integer)) \
+                or max_bytes < 1:
+            raise arg_error("max_bytes", max_bytes, "an integer >= 1 (bytes)")
+        if levy_area is not dfx.BrownianIncrement:
+            raise arg_error("levy_area", levy_area, "diffrax.BrownianIncrement (GridBrownianPath "
+                            "has no Lévy area; use diffrax.VirtualBrownianTree for ShARK, SRA1 or "
+                            "SPaRK)")
+        if isinstance(shape, tuple) and all(isinstance(s, (int, np.integer)) for s in shape):
+            shape = jax.ShapeDtypeStruct(shape, jnp.result_type(float))
+        if not isinstance(shape, jax.ShapeDtypeStruct) \
+                or not jnp.issubdtype(shape.dtype, jnp.floating):
+            raise arg_error("shape", shape, "a tuple of ints or a jax.ShapeDtypeStruct with a "
+                            "floating dtype (one array; PyTrees of arrays are not supported)")
+        num_cells = int(num_cells)
+        need = grid_bytes(num_cells, shape)
+        if need > max_bytes:
+            fit = max(max_bytes // grid_bytes(0, shape) - 1, 0)
+            raise arg_error(
+                "num_cells", num_cells,
+                f"at most {fit} for a state of shape {shape.shape} {jnp.dtype(shape.dtype).name} "
+                f"under max_bytes={max_bytes} (the grid stores num_cells + 1 states: {need} "
+                "bytes); use fewer cells (the path refines inside a cell down to `tol`, the "
+                "same law) or raise max_bytes")
+        self.t0, self.t1, self.num_cells, self.shape = t0, t1, num_cells, shape
+        self.refine_levels = refine_levels_for(t1 - t0, num_cells, tol)
+        self.levy_area = dfx.BrownianIncrement
+        k_grid, self.key = jr.split(key)
+        h = (t1 - t0) / num_cells
+        dw = jr.normal(k_grid, (num_cells, *shape.shape), shape.dtype) * jnp.sqrt(
+            jnp.asarray(h, shape.dtype))
+        self.w = jnp.concatenate([jnp.zeros((1, *shape.shape), shape.dtype), _cumsum0(dw)])
+
+    def _point(self, t):
+        dtype = self.shape.dtype
+        m, levels = self.num_cells, self.refine_levels
+        t = jnp.asarray(jax.lax.stop_gradient(t), dtype)
+        t = eqx.error_if(t, (t < self.t0) | (t > self.t1),
+                         "GridBrownianPath evaluated outside its interval [t0, t1].")
+        x = (t - self.t0) * (m / (self.t1 - self.t0))  # position in cells
+        k = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, m - 1)
+        u = jnp.clip(x - k, 0.0, 1.0)  # position inside cell k
+        w_k = jax.lax.dynamic_index_in_dim(self.w, k, keepdims=False)
+        w_k1 = jax.lax.dynamic_index_in_dim(self.w, k + 1, keepdims=False)
+        # level n = 0 .. levels-1: Schauder tents; level `levels`: the finest-interval term
+        n = np.arange(levels + 1)
+        scale = jnp.asarray(2.0**n, dtype)
+        j = jnp.minimum(jnp.floor(u * scale), scale - 1)  # sub-cell index at each level
+        pos = u * scale - j  # position in the sub-cell, in [0, 1]
+        tent = jnp.minimum(pos, 1 - pos) / jnp.sqrt(scale)  # 2^{-n/2} min(x, 1 - x)
+        # finest interval of width delta = 2^-levels (cell units): sqrt(r (delta - r) / delta)
+        delta = 2.0**-levels
+        r = jnp.clip(pos[-1] * delta, 0.0, delta)
+        coef = tent.at[-1].set(jnp.sqrt(r * jax.nn.relu(delta - r) / delta))
+        ids = (scale + j).astype(jnp.int32)  # heap numbering: unique over (level, sub-cell)
+        kcell = jr.fold_in(self.key, k)
+        z = jax.vmap(lambda i: jr.normal(jr.fold_in(kcell, i), self.shape.shape, dtype))(ids)
+        h = (self.t1 - self.t0) / m
+        bridge = jnp.tensordot(coef * jnp.asarray(math.sqrt(h), dtype), z, axes=1)
+        return w_k + u * (w_k1 - w_k) + bridge
+
+    def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
+        """``W(t0)`` (``t1`` None) or the increment ``W(t1) - W(t0)``; with ``use_levy`` a
+        ``diffrax.BrownianIncrement``. ``left`` is ignored (Brownian motion has no jumps)."""
+        del left
+        if t1 is None:
+            w, dt = self._point(t0), jnp.asarray(t0, self.shape.dtype) - self.t0
+        else:
+            w = self._point(t1) - self._point(t0)
+            dt = jnp.asarray(t1, self.shape.dtype) - jnp.asarray(t0, self.shape.dtype)
+        return dfx.BrownianIncrement(dt=dt, W=w) if use_levy else w
+
+
+__all__ = ["GridBrownianPath"]
