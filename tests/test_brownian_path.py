@@ -106,9 +106,9 @@ def test_refinement_levels_and_default_cells():
     assert GridBrownianPath(0.0, 1.0, (2,), jr.key(0), num_cells=3).refine_levels == 0
     small = jax.ShapeDtypeStruct((64, 8), jnp.float32)
     assert default_num_cells(small) == DEFAULT_GRID_CELLS
-    big = jax.ShapeDtypeStruct((2**20,), jnp.float32)  # 4 MiB a state: 256 cells do not fit
+    big = jax.ShapeDtypeStruct((2**24,), jnp.float32)  # 64 MiB a state: 64 cells do not fit
     cells = default_num_cells(big)
-    assert cells == 128 and grid_bytes(cells, big) <= 2**30 < grid_bytes(2 * cells, big)
+    assert cells == 8 and grid_bytes(cells, big) <= 2**30 < grid_bytes(2 * cells, big)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -21,7 +21,7 @@ from .._errors import arg_error
 #: Default bound on the memory of the stored grid (bytes).
 DEFAULT_MAX_BYTES = 2**30
 #: Default number of stored cells.
-DEFAULT_GRID_CELLS = 256
+DEFAULT_GRID_CELLS = 64
 
 
 def _concrete_float(name: str, value, expected: str) -> float:
@@ -124,7 +124,7 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
     - `shape`: a ``jax.ShapeDtypeStruct`` (floating dtype) or a tuple of ints (default float
       dtype), the state's shape.
     - `key`: a JAX random key.
-    - `num_cells`: stored cells (default 256).
+    - `num_cells`: stored cells (default 64).
     - `tol`: the finest resolution (``None``: no refinement below a cell).
     - `max_bytes`: the bound on the stored grid's memory (default 1 GiB).
     """
@@ -219,7 +219,9 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
         if t1 is None:
             w, dt = self._point(t0), jnp.asarray(t0, self.shape.dtype) - self.t0
         else:
-            w = self._point(t1) - self._point(t0)
+            w01 = jax.vmap(self._point)(jnp.stack([jnp.asarray(t0, self.shape.dtype),
+                                                    jnp.asarray(t1, self.shape.dtype)]))
+            w = w01[1] - w01[0]
             dt = jnp.asarray(t1, self.shape.dtype) - jnp.asarray(t0, self.shape.dtype)
         return dfx.BrownianIncrement(dt=dt, W=w) if use_levy else w
 

@@ -215,7 +215,7 @@ class AdaptiveSDE(AbstractSampler):
 
     ``brownian="tree"`` (default) is diffrax's ``VirtualBrownianTree``; ``brownian="grid"`` is
     `GridBrownianPath`, the same law (for a power-of-two ``brownian_cells``) at a fraction of
-    the cost per step: the path is stored on ``brownian_cells`` cells (default 256, halved until
+    the cost per step: the path is stored on ``brownian_cells`` cells (default 64, halved until
     the grid fits in 1 GiB) and refined inside a cell down to ``brownian_tol``. The grid path
     has no Lévy area: with it, use a solver that needs none (``"heun"``); ShARK, SRA1 and SPaRK
     need the tree.
