@@ -14,7 +14,12 @@ import pytest
 
 import sdekit as sk
 from sdekit.sampling import AdaptiveSDE, GridBrownianPath, sample
-from sdekit.sampling._brownian import DEFAULT_GRID_CELLS, default_num_cells, grid_bytes
+from sdekit.sampling._brownian import (
+    DEFAULT_GRID_CELLS,
+    _cumsum0,
+    default_num_cells,
+    grid_bytes,
+)
 from tests.helpers import cov_error, make_gaussian, oracle_eps
 
 T1 = 2.0
@@ -109,6 +114,15 @@ def test_refinement_levels_and_default_cells():
     big = jax.ShapeDtypeStruct((2**24,), jnp.float32)  # 64 MiB a state: 64 cells do not fit
     cells = default_num_cells(big)
     assert cells == 8 and grid_bytes(cells, big) <= 2**30 < grid_bytes(2 * cells, big)
+
+
+def test_cumulative_sum_both_backends_agree():
+    """The grid's cumulative sum: the sequential scan (CPU) and ``jnp.cumsum`` (other devices)."""
+    x = jr.normal(jr.key(6), (33, 3, 2))
+    want = np.cumsum(np.asarray(x, np.float64), axis=0)
+    for sequential in (True, False):
+        np.testing.assert_allclose(np.asarray(_cumsum0(x, sequential)), want, rtol=1e-5,
+                                   atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs,match", [

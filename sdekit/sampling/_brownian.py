@@ -68,10 +68,13 @@ def default_num_cells(shape: jax.ShapeDtypeStruct, max_bytes: int = DEFAULT_MAX_
     return cells
 
 
-def _cumsum0(x):
+def _cumsum0(x, sequential: bool | None = None):
     """``cumsum`` along axis 0: a sequential scan on CPU (XLA:CPU lowers ``jnp.cumsum`` to a
-    reduce-window that is several times slower), ``jnp.cumsum`` elsewhere."""
-    if jax.default_backend() == "cpu":
+    reduce-window that is several times slower), ``jnp.cumsum`` elsewhere (``sequential`` None:
+    by the default backend)."""
+    if sequential is None:
+        sequential = jax.default_backend() == "cpu"
+    if sequential:
         def step(c, v):
             c = c + v
             return c, c
