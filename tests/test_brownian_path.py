@@ -116,6 +116,19 @@ def test_refinement_levels_and_default_cells():
     assert cells == 8 and grid_bytes(cells, big) <= 2**30 < grid_bytes(2 * cells, big)
 
 
+def test_half_precision_state():
+    """A bfloat16 state: times and sums in float32 (a bfloat16 position in 64 cells would be off
+    by a quarter cell), values returned in bfloat16 and equal to the float32 path's, rounded."""
+    for dtype in (jnp.bfloat16, jnp.float16):
+        p = GridBrownianPath(0.0, 1.0, jax.ShapeDtypeStruct((5,), dtype), jr.key(7), num_cells=64,
+                             tol=1 / 4096)
+        q = GridBrownianPath(0.0, 1.0, (5,), jr.key(7), num_cells=64, tol=1 / 4096)
+        a, b = p.evaluate(0.3017, 0.9), q.evaluate(0.3017, 0.9)
+        assert p.w.dtype == dtype and a.dtype == dtype
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b), rtol=2e-2,
+                                   atol=2e-2)
+
+
 def test_cumulative_sum_both_backends_agree():
     """The grid's cumulative sum: the sequential scan (CPU) and ``jnp.cumsum`` (other devices)."""
     x = jr.normal(jr.key(6), (33, 3, 2))

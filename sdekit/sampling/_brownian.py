@@ -129,7 +129,8 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
 
     Only Brownian increments are provided (``levy_area=diffrax.BrownianIncrement``): the
     stochastic Runge–Kutta solvers that need space-time Lévy area (ShARK, SRA1, SPaRK) must use
-    ``VirtualBrownianTree``. One array state (not a PyTree of arrays).
+    ``VirtualBrownianTree``. One array state (not a PyTree of arrays); a float16 / bfloat16 state
+    is drawn, summed and interpolated in float32 and stored and returned in its own dtype.
 
     **Arguments:**
     - `t0`, `t1`: the time interval, ``t0 < t1``, concrete numbers.
@@ -196,12 +197,18 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
         self.levy_area = dfx.BrownianIncrement
         k_grid, self.key = jr.split(key)
         h = (t1 - t0) / num_cells
-        dw = jr.normal(k_grid, (num_cells, *shape.shape), shape.dtype) * jnp.sqrt(
-            jnp.asarray(h, shape.dtype))
-        self.w = jnp.concatenate([jnp.zeros((1, *shape.shape), shape.dtype), _cumsum0(dw)])
+        wide = self._time_dtype  # a float16 / bfloat16 state: draw and sum in float32
+        dw = jr.normal(k_grid, (num_cells, *shape.shape), wide) * jnp.sqrt(jnp.asarray(h, wide))
+        w = jnp.concatenate([jnp.zeros((1, *shape.shape), wide), _cumsum0(dw)])
+        self.w = w.astype(shape.dtype)
+
+    @property
+    def _time_dtype(self):
+        """Times, positions and coefficients: the state's dtype, at least float32."""
+        return jnp.promote_types(self.shape.dtype, jnp.float32)
 
     def _point(self, t):
-        dtype = self.shape.dtype
+        dtype = self._time_dtype
         m, levels = self.num_cells, self.refine_levels
         t = jnp.asarray(jax.lax.stop_gradient(t), dtype)
         t = eqx.error_if(t, (t < self.t0) | (t > self.t1),
@@ -226,19 +233,20 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
         z = jax.vmap(lambda i: jr.normal(jr.fold_in(kcell, i), self.shape.shape, dtype))(ids)
         h = (self.t1 - self.t0) / m
         bridge = jnp.tensordot(coef * jnp.asarray(math.sqrt(h), dtype), z, axes=1)
-        return w_k + u * (w_k1 - w_k) + bridge
+        w_k, w_k1 = w_k.astype(dtype), w_k1.astype(dtype)
+        return (w_k + u * (w_k1 - w_k) + bridge).astype(self.shape.dtype)
 
     def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
         """``W(t0)`` (``t1`` None) or the increment ``W(t1) - W(t0)``; with ``use_levy`` a
         ``diffrax.BrownianIncrement``. ``left`` is ignored (Brownian motion has no jumps)."""
         del left
         if t1 is None:
-            w, dt = self._point(t0), jnp.asarray(t0, self.shape.dtype) - self.t0
+            w, dt = self._point(t0), jnp.asarray(t0, self._time_dtype) - self.t0
         else:
-            w01 = jax.vmap(self._point)(jnp.stack([jnp.asarray(t0, self.shape.dtype),
-                                                    jnp.asarray(t1, self.shape.dtype)]))
+            w01 = jax.vmap(self._point)(jnp.stack([jnp.asarray(t0, self._time_dtype),
+                                                    jnp.asarray(t1, self._time_dtype)]))
             w = w01[1] - w01[0]
-            dt = jnp.asarray(t1, self.shape.dtype) - jnp.asarray(t0, self.shape.dtype)
+            dt = jnp.asarray(t1, self._time_dtype) - jnp.asarray(t0, self._time_dtype)
         return dfx.BrownianIncrement(dt=dt, W=w) if use_levy else w
 
 
