@@ -94,7 +94,11 @@ def main(argv=None):
                 ("ODE Tsit5 tol 1e-4", "diffrax", AdaptiveODE(rtol=1e-4, atol=1e-4)),
                 ("SDE Heun adaptive tol 1e-2", "diffrax", AdaptiveSDE(rtol=1e-2, atol=1e-2)),
                 ("SDE Heun adaptive, grid BM", "diffrax",
-                 AdaptiveSDE(rtol=1e-2, atol=1e-2, brownian="grid"))]
+                 AdaptiveSDE(rtol=1e-2, atol=1e-2, brownian="grid")),
+                ("SDE ShARK adaptive tol 1e-2", "diffrax",
+                 AdaptiveSDE(rtol=1e-2, atol=1e-2, solver="shark")),
+                ("SDE ShARK adaptive, grid BM", "diffrax",
+                 AdaptiveSDE(rtol=1e-2, atol=1e-2, solver="shark", brownian="grid"))]
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     methods = [(n, b, m) for n, b, m in methods
                if not wanted or any(w in f"{n} {b}" for w in wanted)]

@@ -80,6 +80,37 @@ def test_below_resolution_same_law_as_virtual_brownian_tree():
         assert abs(ratio - 1) < 4.5 * math.sqrt(2 / w.shape[0]), (make, ratio)
 
 
+def test_space_time_levy_area():
+    """With ``levy_area=SpaceTimeLevyArea``: over intervals between grid points, refined points
+    and arbitrary times, W ~ N(0, t - s) and H ~ N(0, (t - s) / 12), H independent of W and
+    of the other intervals (4.5 standard errors); Chen's relation
+    (u - s) H_su = (m - s) H_sm + (u - m) H_mu + ((u - m) W_sm - (m - s) W_mu) / 2 holds."""
+    ts = np.array([0.0, 0.25, 0.5, 0.5 + 3 * TOL, 0.7, 1.3, 1.75, T1])
+    s_, m_, u_ = 0.2513, 0.7001, 1.3071
+
+    def one(key):
+        p = GridBrownianPath(0.0, T1, (DIM,), key, num_cells=CELLS, tol=TOL,
+                             levy_area=dfx.SpaceTimeLevyArea)
+        inc = jax.vmap(lambda a, b: p.evaluate(a, b, use_levy=True))(jnp.asarray(ts[:-1]),
+                                                                     jnp.asarray(ts[1:]))
+        w, a, b = (p.evaluate(x, y, use_levy=True) for x, y in ((s_, u_), (s_, m_), (m_, u_)))
+        chen = ((m_ - s_) * a.H + (u_ - m_) * b.H
+                + 0.5 * ((u_ - m_) * a.W - (m_ - s_) * b.W)) / (u_ - s_)
+        return inc.W, inc.H, w.W - a.W - b.W, w.H - chen
+
+    w, hh, dw, dh = jax.jit(jax.vmap(one))(jr.split(jr.key(1), KEYS))
+    assert float(jnp.abs(dw).max()) < 2e-6 and float(jnp.abs(dh).max()) < 2e-6
+    w, hh = (np.asarray(v, np.float64).transpose(0, 2, 1).reshape(-1, len(ts) - 1)
+             for v in (w, hh))
+    m, dt = w.shape[0], np.diff(ts)
+    tol = 4.5 * math.sqrt(2 / m)
+    assert np.all(np.abs(w.var(0) / dt - 1) < tol), w.var(0) / dt
+    assert np.all(np.abs(hh.var(0) / (dt / 12) - 1) < tol), hh.var(0) / (dt / 12)
+    assert np.all(np.abs(hh.mean(0)) < 4.5 * np.sqrt(dt / 12 / m))
+    corr = np.corrcoef(np.concatenate([w, hh], axis=1).T)[np.triu_indices(2 * len(dt), 1)]
+    assert np.all(np.abs(corr) < 4.5 / math.sqrt(m)), np.abs(corr).max()
+
+
 def test_additive_and_deterministic():
     """W is a function of t: an increment equals the sum of the increments of any split of its
     interval (a rejected step retried on [s, u] then [u, t]), the same key gives the same path
@@ -145,7 +176,7 @@ def test_cumulative_sum_both_backends_agree():
     (dict(t1=math.nan), "`t1`"),
     (dict(tol=-0.1), "`tol`"),
     (dict(shape=jax.ShapeDtypeStruct((3,), jnp.int32)), "`shape`"),
-    (dict(levy_area=dfx.SpaceTimeLevyArea), "`levy_area`"),
+    (dict(levy_area=dfx.SpaceTimeTimeLevyArea), "`levy_area`"),
     (dict(max_bytes=0), "`max_bytes`"),
     (dict(shape=(1000,), num_cells=1000, max_bytes=10**6), r"`num_cells`: got 1000, expected at "
                                                            r"most 249"),
@@ -170,7 +201,7 @@ def test_adaptive_sde_grid_errors():
     with pytest.raises((ValueError, TypeError), match="`brownian_cells`|'brownian_cells'"):
         AdaptiveSDE(brownian="grid", brownian_cells=0)
     with pytest.raises(ValueError, match="`solver`.*Lévy area"):
-        AdaptiveSDE(brownian="grid", solver="shark")
+        AdaptiveSDE(brownian="grid", solver=dfx.ShOULD())  # needs space-time-time Lévy area
     with pytest.raises(ValueError, match="brownian_cells=4096.*`num_cells`"):
         sample(jr.key(0), sk.VP(), lambda x, t: x, (64, 1024),
                method=AdaptiveSDE(brownian="grid", brownian_cells=4096))
@@ -191,3 +222,19 @@ def test_oracle_adaptive_sde_grid():
     _, cerr = cov_error(x, mu, cov)
     assert cerr < 0.05, cerr
     assert int(r.num_steps) > 0 and int(r.nfe) == 2 * int(r.num_steps) + 1
+
+
+@pytest.mark.slow
+def test_oracle_adaptive_sde_grid_shark():
+    """ShARK (needs space-time Lévy area) on the grid path: the same Gaussian oracle (slow:
+    about 6-10 s of compilation on 2 cores)."""
+    mu, cov = make_gaussian(8)
+    n = 4096
+    p = sk.VP()
+    r = sample(jr.key(5), p, oracle_eps(p, mu, cov), (n, 8),
+               method=AdaptiveSDE(rtol=1e-2, atol=1e-2, solver="shark", brownian="grid"))
+    x = np.asarray(r.samples)
+    se = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(x.mean(0) - mu) < 4.5 * se + 0.01), (x.mean(0) - mu) / se
+    _, cerr = cov_error(x, mu, cov)
+    assert cerr < 0.05, cerr

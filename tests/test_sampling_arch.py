@@ -346,7 +346,6 @@ def test_x0_clipping_for_every_x0_sampler(method):
     (lambda: AdaptiveSDE(brownian_tol=-0.1), "`brownian_tol`"),
     (lambda: AdaptiveSDE(brownian_tol=0.0), "`brownian_tol`"),
     (lambda: AdaptiveSDE(brownian="grid", brownian_cells=0), "`brownian_cells`"),
-    (lambda: AdaptiveSDE(brownian="grid", solver="sra1"), "`solver`"),
     (lambda: AdaptiveODE(rtol=math.nan), "`rtol`"), (lambda: AdaptiveODE(max_steps=10.5),
                                                      "`max_steps`"),
     (lambda: EDMSampler(rho=math.inf), "`rho`"), (lambda: EDMSampler(sigma_min=-1.0),

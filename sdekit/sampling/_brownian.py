@@ -54,16 +54,18 @@ def refine_levels_for(span: float, num_cells: int, tol: float | None) -> int:
     return levels
 
 
-def grid_bytes(num_cells: int, shape: jax.ShapeDtypeStruct) -> int:
-    """Bytes of the stored grid: ``num_cells + 1`` states."""
-    return (num_cells + 1) * math.prod(shape.shape) * jnp.dtype(shape.dtype).itemsize
+def grid_bytes(num_cells: int, shape: jax.ShapeDtypeStruct, levy: bool = False) -> int:
+    """Bytes of the stored grid: ``num_cells + 1`` states (twice that with Lévy area)."""
+    return (2 if levy else 1) * (num_cells + 1) * math.prod(shape.shape) \
+        * jnp.dtype(shape.dtype).itemsize
 
 
-def default_num_cells(shape: jax.ShapeDtypeStruct, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+def default_num_cells(shape: jax.ShapeDtypeStruct, max_bytes: int = DEFAULT_MAX_BYTES,
+                      levy: bool = False) -> int:
     """``DEFAULT_GRID_CELLS`` halved until the grid fits in ``max_bytes`` (at least 1 cell;
     halving keeps a power of two, so the path keeps the tree's law)."""
     cells = DEFAULT_GRID_CELLS
-    while cells > 1 and grid_bytes(cells, shape) > max_bytes:
+    while cells > 1 and grid_bytes(cells, shape, levy) > max_bytes:
         cells //= 2
     return cells
 
@@ -127,10 +129,20 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
     ``(t1 - t0) / 4096``: ``L = 6``) measured fastest end to end for an adaptive solve of about
     80 steps.
 
-    Only Brownian increments are provided (``levy_area=diffrax.BrownianIncrement``): the
-    stochastic Runge–Kutta solvers that need space-time Lévy area (ShARK, SRA1, SPaRK) must use
-    ``VirtualBrownianTree``. One array state (not a PyTree of arrays); a float16 / bfloat16 state
-    is drawn, summed and interpolated in float32 and stored and returned in its own dtype.
+    **Space-time Lévy area** (``levy_area=diffrax.SpaceTimeLevyArea``, for the stochastic
+    Runge–Kutta solvers ShARK, SRA1, SPaRK): each cell also draws ``bar-H = h H``,
+    ``H ~ N(0, h / 12)`` independent of its increment, and the grid stores ``bar-H`` at the grid
+    points by Chen's relation (twice the memory); inside a cell the path descends
+    ``refine_levels`` midpoints by the tree's midpoint rule and interpolates in the finest
+    interval by its interpolation rule (Foster 2020, Theorems 6.1.6 and 6.1.4), the descent
+    written as coefficients on (cell increment, cell ``bar-H``, two draws per level, two in the
+    finest interval) so that the ``2 refine_levels + 2`` draws are made in one call. The
+    returned ``H`` of an increment follows from Chen's relation, as in the tree. With a
+    power-of-two ``num_cells`` the pair ``(W, H)`` is again equal in law to the tree's (the
+    midpoint rule samples the exact conditional law). Space-time-time Lévy area is not provided.
+
+    One array state (not a PyTree of arrays); a float16 / bfloat16 state is drawn, summed and
+    interpolated in float32 and stored and returned in its own dtype.
 
     **Arguments:**
     - `t0`, `t1`: the time interval, ``t0 < t1``, concrete numbers.
@@ -140,7 +152,7 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
     - `num_cells`: stored cells (default 64).
     - `tol`: the finest resolution (``None``: no refinement below a cell).
     - `max_bytes`: the bound on the stored grid's memory (default 1 GiB).
-    - `levy_area`: ``diffrax.BrownianIncrement`` only (anything else is refused).
+    - `levy_area`: ``diffrax.BrownianIncrement`` (default) or ``diffrax.SpaceTimeLevyArea``.
     """
 
     t0: float = eqx.field(static=True)
@@ -148,9 +160,10 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
     num_cells: int = eqx.field(static=True)
     refine_levels: int = eqx.field(static=True)
     shape: jax.ShapeDtypeStruct = eqx.field(static=True)
-    levy_area: type[dfx.BrownianIncrement] = eqx.field(static=True)
+    levy_area: type[dfx.BrownianIncrement] | type[dfx.SpaceTimeLevyArea] = eqx.field(static=True)
     key: jax.Array
     w: jax.Array
+    bhh: jax.Array | None
 
     def __init__(self, t0: float | np.floating | jax.Array, t1: float | np.floating | jax.Array,
                  shape: tuple[int, ...] | jax.ShapeDtypeStruct, key: Key, *,
@@ -172,10 +185,10 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
         if isinstance(max_bytes, (bool, np.bool_)) or not isinstance(max_bytes, (int, np.integer)) \
                 or max_bytes < 1:
             raise arg_error("max_bytes", max_bytes, "an integer >= 1 (bytes)")
-        if levy_area is not dfx.BrownianIncrement:
-            raise arg_error("levy_area", levy_area, "diffrax.BrownianIncrement (GridBrownianPath "
-                            "has no Lévy area; use diffrax.VirtualBrownianTree for ShARK, SRA1 or "
-                            "SPaRK)")
+        if levy_area not in (dfx.BrownianIncrement, dfx.SpaceTimeLevyArea):
+            raise arg_error("levy_area", levy_area, "diffrax.BrownianIncrement or "
+                            "diffrax.SpaceTimeLevyArea")
+        levy = levy_area is dfx.SpaceTimeLevyArea
         if isinstance(shape, tuple) and all(isinstance(s, (int, np.integer)) for s in shape):
             shape = jax.ShapeDtypeStruct(shape, jnp.result_type(float))
         if not isinstance(shape, jax.ShapeDtypeStruct) \
@@ -183,24 +196,44 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
             raise arg_error("shape", shape, "a tuple of ints or a jax.ShapeDtypeStruct with a "
                             "floating dtype (one array; PyTrees of arrays are not supported)")
         num_cells = int(num_cells)
-        need = grid_bytes(num_cells, shape)
+        need = grid_bytes(num_cells, shape, levy)
         if need > max_bytes:
-            fit = max(max_bytes // grid_bytes(0, shape) - 1, 0)
+            fit = max(max_bytes // grid_bytes(0, shape, levy) - 1, 0)
             raise arg_error(
                 "num_cells", num_cells,
                 f"at most {fit} for a state of shape {shape.shape} {jnp.dtype(shape.dtype).name} "
-                f"under max_bytes={max_bytes} (the grid stores num_cells + 1 states: {need} "
-                "bytes); use fewer cells (the path refines inside a cell down to `tol`, the "
-                "same law) or raise max_bytes")
+                f"under max_bytes={max_bytes} (the grid stores num_cells + 1 states"
+                f"{', twice with Lévy area' if levy else ''}: {need} bytes); use fewer cells "
+                "(the path refines inside a cell down to `tol`, the same law) or raise max_bytes")
         self.t0, self.t1, self.num_cells, self.shape = t0, t1, num_cells, shape
         self.refine_levels = refine_levels_for(t1 - t0, num_cells, tol)
-        self.levy_area = dfx.BrownianIncrement
-        k_grid, self.key = jr.split(key)
+        self.levy_area = levy_area
+        k_grid, k_area, self.key = jr.split(key, 3)
         h = (t1 - t0) / num_cells
         wide = self._time_dtype  # a float16 / bfloat16 state: draw and sum in float32
         dw = jr.normal(k_grid, (num_cells, *shape.shape), wide) * jnp.sqrt(jnp.asarray(h, wide))
-        w = jnp.concatenate([jnp.zeros((1, *shape.shape), wide), _cumsum0(dw)])
-        self.w = w.astype(shape.dtype)
+        zero = jnp.zeros((1, *shape.shape), wide)
+        if not levy:
+            self.w = jnp.concatenate([zero, _cumsum0(dw)]).astype(shape.dtype)
+            self.bhh = None
+            return
+        # space-time Lévy area: per cell bar-H = h H, H ~ N(0, h / 12) independent of the
+        # increment; bar-H at the grid points by Chen's relation
+        # bhh_u = bhh_s + bhh_su + (u W_s - s W_u) / 2 (times from t0)
+        dbhh = jr.normal(k_area, (num_cells, *shape.shape), wide) * jnp.sqrt(
+            jnp.asarray(h**3 / 12, wide))
+        taus = jnp.arange(num_cells + 1, dtype=wide) * h
+
+        def step(carry, inp):
+            w, b = carry
+            dwk, dbk, sa, sb = inp
+            w1 = w + dwk
+            b1 = b + dbk + 0.5 * (sb * w - sa * w1)
+            return (w1, b1), (w1, b1)
+
+        _, (w, b) = jax.lax.scan(step, (zero[0], zero[0]), (dw, dbhh, taus[:-1], taus[1:]))
+        self.w = jnp.concatenate([zero, w]).astype(shape.dtype)
+        self.bhh = jnp.concatenate([zero, b]).astype(shape.dtype)
 
     @property
     def _time_dtype(self):
@@ -236,10 +269,99 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
         w_k, w_k1 = w_k.astype(dtype), w_k1.astype(dtype)
         return (w_k + u * (w_k1 - w_k) + bridge).astype(self.shape.dtype)
 
+    def _point_levy(self, t):
+        """``(W(t), bar-H(t), t - t0)``: a descent of ``refine_levels`` midpoints in cell ``k``
+        by diffrax's space-time Lévy area midpoint rule, then its interpolation rule in the
+        finest interval (Foster 2020, Theorems 6.1.6 and 6.1.4), written as coefficients on the
+        basis (cell increment, cell bar-H, two draws per level, two in the finest interval) so
+        that all draws are made in one call."""
+        dtype = self._time_dtype
+        m, levels = self.num_cells, self.refine_levels
+        t = jnp.asarray(jax.lax.stop_gradient(t), dtype)
+        t = eqx.error_if(t, (t < self.t0) | (t > self.t1),
+                         "GridBrownianPath evaluated outside its interval [t0, t1].")
+        h = (self.t1 - self.t0) / m
+        x = (t - self.t0) * (m / (self.t1 - self.t0))
+        k = jnp.clip(jnp.floor(x).astype(jnp.int32), 0, m - 1)
+        rho = jnp.clip(x - k, 0.0, 1.0) * h  # time inside cell k
+        a = k.astype(dtype) * h  # the cell's start (from t0)
+        tau = a + rho
+
+        def at(arr, i):
+            return jax.lax.dynamic_index_in_dim(arr, i, keepdims=False).astype(dtype)
+
+        w_k, w_k1 = at(self.w, k), at(self.w, k + 1)
+        b_k, b_k1 = at(self.bhh, k), at(self.bhh, k + 1)
+        basis = np.eye(2 * levels + 4)
+        w_s, w_su = jnp.zeros(basis.shape[0], dtype), jnp.asarray(basis[0], dtype)
+        b_s, b_su = jnp.zeros(basis.shape[0], dtype), jnp.asarray(basis[1], dtype)
+        s = jnp.zeros((), dtype)
+        j = jnp.zeros((), jnp.int32)
+        ids = []
+        for n in range(levels):  # midpoint rule on [s, s + su]
+            su = h / 2**n
+            ids += [2 * (2**n + j), 2 * (2**n + j) + 1]
+            z = jnp.asarray(basis[2 + 2 * n], dtype) * (math.sqrt(su) / 4)
+            nn = jnp.asarray(basis[3 + 2 * n], dtype) * math.sqrt(su / 12)
+            w_st = w_su / 2 + (3 / (2 * su)) * b_su + z
+            w_tu = w_su / 2 - (3 / (2 * su)) * b_su - z
+            b_st = b_su / 8 - (su / 4) * z + (su / 4) * nn
+            b_tu = b_su / 8 - (su / 4) * z - (su / 4) * nn
+            mid = s + su / 2
+            w_t = w_s + w_st
+            b_t = b_s + b_st + 0.5 * (mid * w_s - s * w_t)
+            right = rho > mid
+            s = jnp.where(right, mid, s)
+            w_s, w_su = jnp.where(right, w_t, w_s), jnp.where(right, w_tu, w_st)
+            b_s, b_su = jnp.where(right, b_t, b_s), jnp.where(right, b_tu, b_st)
+            j = 2 * j + right.astype(jnp.int32)
+        ids += [2 * (2**levels + j), 2 * (2**levels + j) + 1]
+        # interpolation at rho in the finest interval [s, s + su]
+        su = h / 2**levels
+        sr = jax.nn.relu(rho - s)
+        ru = jax.nn.relu(su - sr)
+        x1 = jnp.asarray(basis[-2], dtype)
+        x2 = jnp.asarray(basis[-1], dtype)
+        d = jnp.sqrt(sr**3 + ru**3)
+        d_prime = 1 / (2 * su * d)
+        sq = jnp.sqrt(sr * ru)
+        aa, bb = d_prime * sr**3 * sq, d_prime * ru**3 * sq
+        w_r = w_s + (sr / su) * w_su + (6 * sr * ru / su**3) * b_su + (2 * (aa + bb) / su) * x1
+        c = jnp.sqrt(3 * sr**3 * ru**3) / (6 * d)
+        b_r = b_s + (sr**3 / su**3) * b_su - aa * x1 + c * x2 + 0.5 * (rho * w_s - s * w_r)
+        kcell = jr.fold_in(self.key, k)
+        draws = jax.vmap(lambda i: jr.normal(jr.fold_in(kcell, i), self.shape.shape, dtype))(
+            jnp.stack(ids))
+        dw_cell = w_k1 - w_k
+        db_cell = b_k1 - b_k - 0.5 * ((a + h) * w_k - a * w_k1)
+        values = jnp.concatenate([dw_cell[None], db_cell[None], draws])
+        w_loc = jnp.tensordot(w_r, values, axes=1)
+        b_loc = jnp.tensordot(b_r, values, axes=1)
+        w = w_k + w_loc
+        return w, b_k + b_loc + 0.5 * (tau * w_k - a * w), tau
+
+    def _levy(self, t0, t1):
+        dtype = self._time_dtype
+        if t1 is None:
+            w, b, tau = self._point_levy(t0)
+            return tau, w, b / jnp.where(tau < jnp.finfo(dtype).eps, jnp.inf, tau)
+        (w0, w1), (b0, b1), (s, u) = jax.vmap(self._point_levy)(
+            jnp.stack([jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)]))
+        su = u - s
+        bhh = b1 - b0 - 0.5 * (u * w0 - s * w1)
+        return su, w1 - w0, bhh / jnp.where(jnp.abs(su) < jnp.finfo(dtype).eps, jnp.inf, su)
+
     def evaluate(self, t0, t1=None, left: bool = True, use_levy: bool = False):
         """``W(t0)`` (``t1`` None) or the increment ``W(t1) - W(t0)``; with ``use_levy`` a
-        ``diffrax.BrownianIncrement``. ``left`` is ignored (Brownian motion has no jumps)."""
+        ``diffrax.BrownianIncrement`` or ``diffrax.SpaceTimeLevyArea`` (``levy_area``). ``left``
+        is ignored (Brownian motion has no jumps)."""
         del left
+        if self.levy_area is dfx.SpaceTimeLevyArea:
+            dt, w, hh = self._levy(t0, t1)
+            out = self.shape.dtype
+            if use_levy:
+                return dfx.SpaceTimeLevyArea(dt=dt, W=w.astype(out), H=hh.astype(out))
+            return w.astype(out)
         if t1 is None:
             w, dt = self._point(t0), jnp.asarray(t0, self._time_dtype) - self.t0
         else:

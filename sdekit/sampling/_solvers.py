@@ -216,9 +216,9 @@ class AdaptiveSDE(AbstractSampler):
     ``brownian="tree"`` (default) is diffrax's ``VirtualBrownianTree``; ``brownian="grid"`` is
     `GridBrownianPath`, the same law (for a power-of-two ``brownian_cells``) at a fraction of
     the cost per step: the path is stored on ``brownian_cells`` cells (default 64, halved until
-    the grid fits in 1 GiB) and refined inside a cell down to ``brownian_tol``. The grid path
-    has no Lévy area: with it, use a solver that needs none (``"heun"``); ShARK, SRA1 and SPaRK
-    need the tree.
+    the grid fits in 1 GiB) and refined inside a cell down to ``brownian_tol``. Both paths give
+    the stochastic Runge–Kutta solvers (``"shark"``, ``"sra1"``, ``"spark"``) their space-time
+    Lévy area.
     """
 
     rtol: float = 1e-2
@@ -245,12 +245,11 @@ class AdaptiveSDE(AbstractSampler):
                 raise arg_error("brownian_cells", self.brownian_cells,
                                 "None with brownian='tree' (cells are for brownian='grid')")
             check_int("brownian_cells", self.brownian_cells, 1)
-        if self.brownian == "grid":
-            solver = _solver(self.solver, _SDE_SOLVERS, "solver")
-            if _needs_levy_area(solver):
-                raise arg_error("solver", self.solver, "a solver that needs no Lévy area (e.g. "
-                                "'heun') with brownian='grid' (GridBrownianPath has none); "
-                                "ShARK, SRA1 and SPaRK need brownian='tree'")
+        if self.brownian == "grid" and _grid_levy_area(_solver(self.solver, _SDE_SOLVERS,
+                                                                "solver")) is None:
+            raise arg_error("solver", self.solver, "a solver that needs at most space-time Lévy "
+                            "area with brownian='grid' (GridBrownianPath has no space-time-time "
+                            "Lévy area); use brownian='tree'")
 
     def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end, *,
               save_trajectory: bool = False, t_start=None):
@@ -263,7 +262,7 @@ class AdaptiveSDE(AbstractSampler):
         tol = span / 2**12 if self.brownian_tol is None else self.brownian_tol
         shape = jax.ShapeDtypeStruct(z1.shape, z1.dtype)
         if self.brownian == "grid":
-            bm = self._grid_path(span, tol, shape, key)
+            bm = self._grid_path(span, tol, shape, key, _grid_levy_area(solver))
         else:
             bm = dfx.VirtualBrownianTree(0.0, span, tol=tol, shape=shape, key=key,
                                          **({"levy_area": levy} if levy else {}))
@@ -281,24 +280,31 @@ class AdaptiveSDE(AbstractSampler):
         )
         return _adaptive_result(sol, solver, fn.process, t_start, save_trajectory)
 
-    def _grid_path(self, span, tol, shape, key) -> GridBrownianPath:
+    def _grid_path(self, span, tol, shape, key, levy_area) -> GridBrownianPath:
         for name, v in (("t_start - t_end", span), ("brownian_tol", tol)):
             if isinstance(v, jax.core.Tracer):
                 raise arg_error(name, f"a traced value {v}", "a concrete number with "
                                 "brownian='grid' (the grid's size is static): pass t_start and "
                                 "t_end as Python floats, or use brownian='tree'")
-        cells = default_num_cells(shape) if self.brownian_cells is None else self.brownian_cells
+        levy = levy_area is dfx.SpaceTimeLevyArea
+        cells = self.brownian_cells
+        cells = default_num_cells(shape, levy=levy) if cells is None else cells
         try:
             return GridBrownianPath(0.0, float(span), shape, key, num_cells=cells,
-                                    tol=float(tol))
+                                    tol=float(tol), levy_area=levy_area)
         except ValueError as e:
             raise ValueError(f"AdaptiveSDE(brownian='grid', brownian_cells={cells}): {e} "
                              "Pass a smaller `brownian_cells`.") from e
 
 
-def _needs_levy_area(solver) -> bool:
-    levy = getattr(solver, "minimal_levy_area", None)
-    return levy is not None and not issubclass(dfx.BrownianIncrement, levy)
+def _grid_levy_area(solver):
+    """What the grid path must provide for ``solver``: ``BrownianIncrement``,
+    ``SpaceTimeLevyArea``, or None (more than the grid path has)."""
+    need = getattr(solver, "minimal_levy_area", None)
+    for have in (dfx.BrownianIncrement, dfx.SpaceTimeLevyArea):
+        if need is None or issubclass(have, need):
+            return have
+    return None
 
 
 def _adaptive_result(sol, solver, process, t_start, save_trajectory):
