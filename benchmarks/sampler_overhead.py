@@ -2,8 +2,10 @@
 
 For a small jit-compiled MLP eps-network on VP, the Euler-type fixed-step methods are run with
 both backends (the same algorithm), the rest of the fixed-step suite on the shared scan loop and
-the adaptive methods with diffrax; the table shows how much a sampler costs beyond its network
-evaluations (min / median / max wall time over the repeats; the ratio uses the median).
+the adaptive methods with diffrax (the adaptive SDE with diffrax's VirtualBrownianTree and with
+sdekit's GridBrownianPath); the table shows how much a sampler costs beyond its network
+evaluations (min / median / max wall time over the repeats, the methods timed in interleaved
+rounds; the ratio uses the median).
 
     python benchmarks/sampler_overhead.py --batch 256 --dim 64 --steps 200
 """
@@ -90,18 +92,33 @@ def main(argv=None):
                 (f"EDM Heun {n // 2 + 1}", "scan", EDMSampler(n // 2 + 1)),
                 (f"DPM-Solver++ {n}", "scan", DPMSolverPP(n)),
                 ("ODE Tsit5 tol 1e-4", "diffrax", AdaptiveODE(rtol=1e-4, atol=1e-4)),
-                ("SDE Heun adaptive tol 1e-2", "diffrax", AdaptiveSDE(rtol=1e-2, atol=1e-2))]
+                ("SDE Heun adaptive tol 1e-2", "diffrax", AdaptiveSDE(rtol=1e-2, atol=1e-2)),
+                ("SDE Heun adaptive, grid BM", "diffrax",
+                 AdaptiveSDE(rtol=1e-2, atol=1e-2, brownian="grid")),
+                ("SDE ShARK adaptive tol 1e-2", "diffrax",
+                 AdaptiveSDE(rtol=1e-2, atol=1e-2, solver="shark")),
+                ("SDE ShARK adaptive, grid BM", "diffrax",
+                 AdaptiveSDE(rtol=1e-2, atol=1e-2, solver="shark", brownian="grid"))]
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     methods = [(n, b, m) for n, b, m in methods
                if not wanted or any(w in f"{n} {b}" for w in wanted)]
-    for name, backend, m in methods:
+    runs, nfes = [], []
+    for _, _, m in methods:
         run = jax.jit(lambda k, m=m: sample(k, p, model, (args.batch, args.dim), method=m,
                                             denoise="none", jit=False))
-        res = run(jr.key(2))
-        nfe = int(res.nfe)
-        walls = timeit(lambda run=run: run(jr.key(2)).samples, args.repeats)
-        med = walls[len(walls) // 2]
-        rows.append((name, backend, nfe, walls[0] * 1e3, med * 1e3, walls[-1] * 1e3,
+        nfes.append(int(run(jr.key(2)).nfe))  # compiles; warm
+        runs.append(lambda run=run: run(jr.key(2)).samples)
+    # interleaved rounds: every method once per round, so load changes hit all of them alike
+    walls = [[] for _ in runs]
+    for _ in range(args.repeats):
+        for i, fn in enumerate(runs):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            walls[i].append(time.perf_counter() - t0)
+    for (name, backend, _), nfe, w in zip(methods, nfes, walls, strict=True):
+        w = sorted(w)
+        med = w[len(w) // 2]
+        rows.append((name, backend, nfe, w[0] * 1e3, med * 1e3, w[-1] * 1e3,
                      med / (nfe * t_call)))
 
     print(f"device: {jax.devices()[0].device_kind}  batch {args.batch}  dim {args.dim}  "

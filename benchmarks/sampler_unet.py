@@ -1,6 +1,7 @@
 """Sampling overhead with a real network: wall time / (NFE x one jitted forward at the same
 batch) for Euler-Maruyama, the Heun probability-flow ODE, DPM-Solver++(2M), the adaptive ODE
-(Tsit5) and the adaptive SDE (with diffrax's VirtualBrownianTree) on a UNet.
+(Tsit5) and the adaptive SDE (with diffrax's VirtualBrownianTree, and with sdekit's
+GridBrownianPath: ``brownian="grid"``) on a UNet.
 
 The network is issue 14's small UNet (psld_cifar10 with nf 64, ch_mult 1,2,2, 2 res blocks,
 7.09 M parameters, 6 channels) used as an eps-predictor on VP; untrained (the cost does not
@@ -35,6 +36,9 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--tol", type=float, default=1e-2, help="adaptive methods: rtol = atol")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
     ap.add_argument("--quick", action="store_true", help="tiny net, 5 steps, 2 rounds")
+    ap.add_argument("--only", default="",
+                    help="comma-separated substrings: run only the methods whose name contains "
+                         "one of them, e.g. 'adaptive SDE' (default all)")
     ap.add_argument("--out", help="also write the table to this file")
     a = ap.parse_args(argv)
     name = "tiny" if a.quick and a.net == "small" else a.net
@@ -52,7 +56,10 @@ def main(argv=None) -> list[str]:
         f"DPM-Solver++ {steps}": DPMSolverPP(steps),
         f"adaptive ODE tol {a.tol:g}": AdaptiveODE(rtol=a.tol, atol=a.tol),
         f"adaptive SDE tol {a.tol:g}": AdaptiveSDE(rtol=a.tol, atol=a.tol),
+        f"adaptive SDE tol {a.tol:g} grid": AdaptiveSDE(rtol=a.tol, atol=a.tol, brownian="grid"),
     }
+    wanted = [w.strip() for w in a.only.split(",") if w.strip()]
+    methods = {k: m for k, m in methods.items() if not wanted or any(w in k for w in wanted)}
     runs, nfe = {}, {}
     for label, m in methods.items():
         run = eqx.filter_jit(
@@ -71,16 +78,16 @@ def main(argv=None) -> list[str]:
         "",
         f"one jitted forward: {fmt_stats(f)} s (min/med/max), {f['cpu']:.4g} CPU s",
         "",
-        f"| {'method':<24} | {'NFE':>4} | {'wall s min/med/max':<24} | "
+        f"| {'method':<29} | {'NFE':>4} | {'wall s min/med/max':<24} | "
         f"{'wall / (NFE x fwd)':>18} | {'CPU / (NFE x fwd CPU)':>21} |",
-        f"|{'-' * 26}|{'-' * 6}|{'-' * 26}|{'-' * 20}|{'-' * 23}|",
+        f"|{'-' * 31}|{'-' * 6}|{'-' * 26}|{'-' * 20}|{'-' * 23}|",
     ]
     for label in methods:
         r = res[label]
         ratio = r["med"] / (nfe[label] * f["med"])
         ratio_cpu = r["cpu"] / (nfe[label] * f["cpu"])
         lines.append(
-            f"| {label:<24} | {nfe[label]:>4} | {fmt_stats(r):<24} | {ratio:>18.2f} | "
+            f"| {label:<29} | {nfe[label]:>4} | {fmt_stats(r):<24} | {ratio:>18.2f} | "
             f"{ratio_cpu:>21.2f} |"
         )
     print("\n".join(lines))

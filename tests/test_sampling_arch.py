@@ -116,11 +116,13 @@ TOY_METHODS = [
     ODE(6, solver="heun", backend="diffrax"), PC(6, n_corrector=1),
     AdaptiveODE(rtol=1e-3, atol=1e-3, max_steps=128),
     AdaptiveSDE(rtol=5e-2, atol=5e-2, max_steps=128),
+    AdaptiveSDE(rtol=5e-2, atol=5e-2, max_steps=128, brownian="grid"),
 ]
 
 
 @pytest.mark.parametrize("method", TOY_METHODS, ids=lambda m: type(m).__name__ + (
-    "_" + m.backend if hasattr(m, "backend") else ""))
+    "_" + m.backend if hasattr(m, "backend") else "") + (
+    "_" + m.brownian if hasattr(m, "brownian") else ""))
 def test_reflection_after_every_step_toy(method):
     """Every method keeps a bounded process in [0, 1]^2 at every saved step, 10^4 states, with a
     score that pushes outward (so an unreflected step would leave the domain)."""
@@ -343,6 +345,7 @@ def test_x0_clipping_for_every_x0_sampler(method):
     (lambda: PC(snr=math.inf), "`snr`"), (lambda: PC(n_corrector=1.5), "`n_corrector`"),
     (lambda: AdaptiveSDE(brownian_tol=-0.1), "`brownian_tol`"),
     (lambda: AdaptiveSDE(brownian_tol=0.0), "`brownian_tol`"),
+    (lambda: AdaptiveSDE(brownian="grid", brownian_cells=0), "`brownian_cells`"),
     (lambda: AdaptiveODE(rtol=math.nan), "`rtol`"), (lambda: AdaptiveODE(max_steps=10.5),
                                                      "`max_steps`"),
     (lambda: EDMSampler(rho=math.inf), "`rho`"), (lambda: EDMSampler(sigma_min=-1.0),

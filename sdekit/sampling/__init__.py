@@ -28,6 +28,7 @@ from ._base import (
     SampleResult as SampleResult,
 )
 from ._base import SolveStats as SolveStats
+from ._brownian import GridBrownianPath as GridBrownianPath
 from ._ddim import DDIM as DDIM
 from ._ddim import ddim_coefficients as ddim_coefficients
 from ._ddim import ddim_step as ddim_step

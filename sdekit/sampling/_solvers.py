@@ -6,7 +6,7 @@ All methods integrate in reverse time ``tau = t1 - t`` from ``tau = 0`` (the pri
 - `EulerMaruyama`: reverse SDE, Euler–Maruyama on a fixed grid (Song et al. 2021;
   PSLD's ``em_sde``).
 - `AdaptiveSDE`: reverse SDE with a diffrax stochastic solver, ``PIDController`` and a
-  ``VirtualBrownianTree``.
+  ``VirtualBrownianTree`` or a `GridBrownianPath`.
 - `ODE`: probability-flow ODE with Euler or Heun on a fixed grid.
 - `AdaptiveODE`: probability-flow ODE with Tsit5 / Dopri5 (or any diffrax solver) and
   ``PIDController(rtol, atol)``.
@@ -29,6 +29,7 @@ import lineax as lx
 from .._custom_types import ArrayLike, Data, Key
 from .._errors import arg_error, check_choice
 from ._base import AbstractSampler, PredictionFn, SolveStats
+from ._brownian import GridBrownianPath, default_num_cells
 from ._loop import AbstractFixedStepSampler, Reflecting, check_int, check_real, nfe_per_step
 
 Backend = Literal["scan", "diffrax"]
@@ -208,9 +209,17 @@ class AdaptiveODE(AbstractSampler):
 class AdaptiveSDE(AbstractSampler):
     """Reverse SDE with an adaptive stochastic diffrax solver (default Heun, valid because
     sdekit's processes have additive noise, where Itô and Stratonovich agree), a
-    ``PIDController(rtol, atol)`` and a ``VirtualBrownianTree`` of tolerance ``brownian_tol``
-    (default ``span / 4096``; so rejected steps re-use the same Brownian path). Every step ends
-    with ``process.reflect`` (`Reflecting`)."""
+    ``PIDController(rtol, atol)`` and a Brownian path of resolution ``brownian_tol`` (default
+    ``span / 4096``) that rejected steps re-use. Every step ends with ``process.reflect``
+    (`Reflecting`).
+
+    ``brownian="tree"`` (default) is diffrax's ``VirtualBrownianTree``; ``brownian="grid"`` is
+    `GridBrownianPath`, the same law (for a power-of-two ``brownian_cells``) at a fraction of
+    the cost per step: the path is stored on ``brownian_cells`` cells (default 64, halved until
+    the grid fits in 1 GiB) and refined inside a cell down to ``brownian_tol``. Both paths give
+    the stochastic Runge–Kutta solvers (``"shark"``, ``"sra1"``, ``"spark"``) their space-time
+    Lévy area.
+    """
 
     rtol: float = 1e-2
     atol: float = 1e-2
@@ -218,6 +227,8 @@ class AdaptiveSDE(AbstractSampler):
     max_steps: int = 4096
     dt0: float | None = None
     brownian_tol: float | None = None
+    brownian: str = "tree"
+    brownian_cells: int | None = None
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
     keeps_in_domain: ClassVar[bool] = True
@@ -226,8 +237,19 @@ class AdaptiveSDE(AbstractSampler):
         _check_adaptive(self, _SDE_SOLVERS)
         if self.brownian_tol is not None:
             check_real("brownian_tol", self.brownian_tol,
-                       "None or a finite value > 0 (the Brownian tree's time resolution)",
+                       "None or a finite value > 0 (the Brownian path's time resolution)",
                        lambda v: v > 0)
+        check_choice("brownian", self.brownian, ("tree", "grid"))
+        if self.brownian_cells is not None:
+            if self.brownian != "grid":
+                raise arg_error("brownian_cells", self.brownian_cells,
+                                "None with brownian='tree' (cells are for brownian='grid')")
+            check_int("brownian_cells", self.brownian_cells, 1)
+        if self.brownian == "grid" and _grid_levy_area(_solver(self.solver, _SDE_SOLVERS,
+                                                                "solver")) is None:
+            raise arg_error("solver", self.solver, "a solver that needs at most space-time Lévy "
+                            "area with brownian='grid' (GridBrownianPath has no space-time-time "
+                            "Lévy area); use brownian='tree'")
 
     def solve(self, key: Key, fn: PredictionFn, z1: Data, t_end, *,
               save_trajectory: bool = False, t_start=None):
@@ -238,8 +260,12 @@ class AdaptiveSDE(AbstractSampler):
         srk = isinstance(solver, (dfx.ShARK, dfx.SRA1, dfx.SPaRK))
         levy = dfx.SpaceTimeLevyArea if srk else None
         tol = span / 2**12 if self.brownian_tol is None else self.brownian_tol
-        bm = dfx.VirtualBrownianTree(0.0, span, tol=tol, shape=jax.ShapeDtypeStruct(
-            z1.shape, z1.dtype), key=key, **({"levy_area": levy} if levy else {}))
+        shape = jax.ShapeDtypeStruct(z1.shape, z1.dtype)
+        if self.brownian == "grid":
+            bm = self._grid_path(span, tol, shape, key, _grid_levy_area(solver))
+        else:
+            bm = dfx.VirtualBrownianTree(0.0, span, tol=tol, shape=shape, key=key,
+                                         **({"levy_area": levy} if levy else {}))
         terms = dfx.MultiTerm(
             dfx.ODETerm(lambda tau, z, args: fn.reverse_drift(z, t_start - tau)),
             dfx.ControlTerm(lambda tau, z, args: _diag(p.diffusion(t_start - tau, z), z), bm),
@@ -253,6 +279,32 @@ class AdaptiveSDE(AbstractSampler):
             max_steps=self.max_steps,
         )
         return _adaptive_result(sol, solver, fn.process, t_start, save_trajectory)
+
+    def _grid_path(self, span, tol, shape, key, levy_area) -> GridBrownianPath:
+        for name, v in (("t_start - t_end", span), ("brownian_tol", tol)):
+            if isinstance(v, jax.core.Tracer):
+                raise arg_error(name, f"a traced value {v}", "a concrete number with "
+                                "brownian='grid' (the grid's size is static): pass t_start and "
+                                "t_end as Python floats, or use brownian='tree'")
+        levy = levy_area is dfx.SpaceTimeLevyArea
+        cells = self.brownian_cells
+        cells = default_num_cells(shape, levy=levy) if cells is None else cells
+        try:
+            return GridBrownianPath(0.0, float(span), shape, key, num_cells=cells,
+                                    tol=float(tol), levy_area=levy_area)
+        except ValueError as e:
+            raise ValueError(f"AdaptiveSDE(brownian='grid', brownian_cells={cells}): {e} "
+                             "Pass a smaller `brownian_cells`.") from e
+
+
+def _grid_levy_area(solver):
+    """What the grid path must provide for ``solver``: ``BrownianIncrement``,
+    ``SpaceTimeLevyArea``, or None (more than the grid path has)."""
+    need = getattr(solver, "minimal_levy_area", None)
+    for have in (dfx.BrownianIncrement, dfx.SpaceTimeLevyArea):
+        if need is None or issubclass(have, need):
+            return have
+    return None
 
 
 def _adaptive_result(sol, solver, process, t_start, save_trajectory):
