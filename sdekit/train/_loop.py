@@ -150,7 +150,25 @@ def make_train_step(
         }
         return new, metrics
 
-    return eqx.filter_jit(step, donate="all" if donate else "none")
+    if not donate:
+        return eqx.filter_jit(step, donate="none")
+    return _StateDonatingStep(eqx.filter_jit(lambda batch, state: step(state, batch),
+                                             donate="all-except-first"))
+
+
+class _StateDonatingStep:
+    """``step(state, batch)`` jitted with the state's buffers donated and the batch's kept (a
+    batch has no output to alias: donating it only makes JAX warn)."""
+
+    def __init__(self, jitted):
+        self._jitted = jitted
+
+    def __call__(self, state, batch):
+        return self._jitted(batch, state)
+
+    def lower(self, state, batch):
+        """AOT lowering, as ``jax.jit(...).lower`` (``.compile()`` fills the call's cache)."""
+        return self._jitted.lower(batch, state)
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
