@@ -56,4 +56,6 @@ def broadcast_time(t: Any, x: jnp.ndarray, *, name: str = "t") -> jnp.ndarray:
 def check_output_shape(name: str, out: Any, expected: tuple[int, ...]) -> None:
     shape = tuple(np.shape(out))
     if shape != tuple(expected):
-        raise ValueError(f"`{name}` returned an array of shape {shape}, expected shape {tuple(expected)}.")
+        raise ValueError(
+            f"`{name}` returned an array of shape {shape}, expected shape {tuple(expected)}."
+        )

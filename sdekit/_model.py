@@ -14,7 +14,7 @@ from typing import Any
 
 
 def _accepts(fn: Callable, name: str) -> bool:
-    target = fn.__call__ if not inspect.isfunction(fn) and hasattr(fn, "__call__") else fn
+    target = fn.__call__ if not inspect.isfunction(fn) and callable(fn) else fn
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):

@@ -67,7 +67,9 @@ class DSM(eqx.Module):
             check_choice("target", self.target, PREDICTIONS)
         if not callable(self.weighting):
             check_choice("weighting", self.weighting, WEIGHTINGS)
-            needs_affine = self.weighting in ("snr", "truncated_snr", "snr_plus_one", "min_snr", "karras")
+            needs_affine = self.weighting in (
+                "snr", "truncated_snr", "snr_plus_one", "min_snr", "karras"
+            )
             if needs_affine and not isinstance(self.process, AbstractAffineGaussianProcess):
                 raise arg_error("weighting", self.weighting,
                                 "'constant', 'likelihood' or a callable for a non-affine process")
