@@ -17,15 +17,17 @@ import time
 import jax
 import jax.numpy as jnp
 
-# Issue 14: the original PSLD PyTorch code (torch 2.13 CPU, 2 threads, oneDNN), float32, train
-# mode, on the project's 2-core CPU machine (quiet). Seconds; RSS in GiB. sdekit does not depend
-# on torch: these are quoted, not re-measured.
+# The original PSLD PyTorch code (torch 2.13.0 CPU, 2 threads, float32), measured on the
+# project's 2-core machine on 2026-12-01 by ``benchmarks/pytorch_reference.py`` side by side
+# with sdekit (two rounds, torch then sdekit each round; the mean of the two rounds' medians).
+# Seconds; RSS in GiB (peak above the built network). Re-run that script on your machine for
+# a fair comparison: these are only a default reference column.
 PYTORCH_REFERENCE = {
-    ("psld_cifar10", 8, "fwd+bwd"): 13.19,
-    ("psld_cifar10", 8, "fwd"): 3.95,
-    ("psld_cifar10", 2, "step"): 3.61,
-    ("small", 32, "step"): 3.70,
-    ("psld_cifar10", 8, "rss_gib"): 3.3,
+    ("psld_cifar10", 8, "fwd+bwd"): 7.52,
+    ("psld_cifar10", 8, "fwd"): 2.47,
+    ("psld_cifar10", 2, "step"): 2.41,
+    ("small", 32, "step"): 3.34,
+    ("psld_cifar10", 8, "rss_gib"): 3.08,
 }
 
 # Networks by benchmark name: (named config, overrides, image side).

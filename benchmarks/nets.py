@@ -1,5 +1,6 @@
 """Benchmark sdekit.nets: forward and forward+backward time, GFLOP/s, fraction of the machine's
-fp32 peak, parameter count, memory, and the PyTorch original's time where issue 14 gives one.
+fp32 peak, parameter count, memory, and the PyTorch original's time (measured side by side by
+``pytorch_reference.py``).
 
 Builds each network, jit-compiles a forward pass (inference, ``key=None``) and a training
 forward+backward pass (``value_and_grad`` of a mean-squared loss, dropout active), warms both
@@ -72,17 +73,12 @@ def bench(name: str, batch: int, repeats: int, dtype: str) -> dict:
     def loss(p, x, t, k):
         return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
 
-    jax.block_until_ready((params, x, t))
-    trim_host_memory()
-    reset_peak_rss()
-    rss0 = rss_gib()
     t0, c0 = time.perf_counter(), time.process_time()
     fwd_c = jax.jit(forward).lower(params, x, t).compile()
     compile_fwd = (time.perf_counter() - t0, time.process_time() - c0)
     t0, c0 = time.perf_counter(), time.process_time()
     train_c = jax.jit(jax.value_and_grad(loss)).lower(params, x, t, kd).compile()
     compile_train = (time.perf_counter() - t0, time.process_time() - c0)
-    trim_host_memory()
     res = interleave(
         {"fwd": lambda: fwd_c(params, x, t), "train": lambda: train_c(params, x, t, kd)}, repeats
     )
@@ -104,8 +100,54 @@ def bench(name: str, batch: int, repeats: int, dtype: str) -> dict:
         fwd_flops=flops(fwd_c),
         train_flops=flops(train_c),
         xla_gib=xla_gib,
-        rss_gib=peak_rss_gib() - rss0,
+        rss_gib=_train_memory_in_child(name, batch, dtype),
     )
+
+
+def train_memory(name: str, batch: int, dtype: str) -> float:
+    """Peak RSS (GiB) of the forward+backward program above the process's RSS with the network
+    and inputs built, measured alone (a fresh process, as ``pytorch_reference.py`` measures
+    each row): compile, hand the compiler's freed memory back (``trim_host_memory``, as
+    ``fit`` does), run twice."""
+    key = jax.random.key(0)
+    overrides = {"compute_dtype": dtype} if dtype != "float32" else {}
+    if name in NETS:
+        net, size = build_net(name, key, **overrides)
+    else:
+        net = named_net(name, key=key, **overrides)
+        size = getattr(net, "image_size", 32)
+    params, static = eqx.partition(net, eqx.is_array)
+    kx, kt, kd = jax.random.split(jax.random.key(1), 3)
+    x = jax.random.normal(kx, (batch, size, size, net.in_channels))
+    t = jax.random.uniform(kt, (batch,), minval=1e-3, maxval=1.0)
+    jax.block_until_ready((params, x, t))
+    trim_host_memory()
+    reset_peak_rss()
+    rss0 = rss_gib()
+
+    def loss(p, x, t, k):
+        return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
+
+    train_c = jax.jit(jax.value_and_grad(loss)).lower(params, x, t, kd).compile()
+    trim_host_memory()
+    for _ in range(2):
+        jax.block_until_ready(train_c(params, x, t, kd))
+    return peak_rss_gib() - rss0
+
+
+def _train_memory_in_child(name: str, batch: int, dtype: str) -> float | None:
+    import json
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, __file__, "--_memory", name, str(batch), "--dtype", dtype],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        return float(json.loads(res.stdout.strip().splitlines()[-1])["rss_gib"])
+    except (IndexError, KeyError, ValueError):
+        print(f"# memory run failed: {res.stderr[-500:]}", file=sys.stderr)
+        return None
 
 
 def table(rows: list[dict], peak: float, header: str) -> list[str]:
@@ -138,7 +180,9 @@ def table(rows: list[dict], peak: float, header: str) -> list[str]:
         ref = PYTORCH_REFERENCE.get((r["name"], r["batch"], "rss_gib"))
         lines.append(
             f"- {r['name']} B={r['batch']}: XLA fwd+bwd memory {xla} GiB; peak RSS above the "
-            f"built network {r['rss_gib']:.2f} GiB"
+            f"built network, measured alone "
+            + ("n/a" if r["rss_gib"] is None else f"{r['rss_gib']:.2f}")
+            + " GiB"
             + (f" (PyTorch original: {ref} GiB)" if ref else "")
         )
     return lines
@@ -151,7 +195,7 @@ def main(argv=None) -> list[str]:
             "Time sdekit.nets networks under jax.jit: forward (inference) and forward+backward "
             "(training loss gradient), interleaved, min/median/max wall seconds, CPU seconds, "
             "GFLOP/s (XLA's FLOP count / median time), fraction of the measured fp32 peak, and "
-            "the PyTorch original's time from issue 14 where there is one."
+            "the PyTorch original's time (pytorch_reference.py, same machine) where there is one."
         )
     )
     parser.add_argument(
@@ -180,9 +224,16 @@ def main(argv=None) -> list[str]:
         "--quick", action="store_true", help="small and tiny only, batch 8, 2 rounds"
     )
     parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument("--_memory", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     nets = args.nets or (["tiny", "small"] if args.quick else ["small", "psld_cifar10"])
     repeats = 2 if args.quick and args.repeats == 3 else args.repeats
+    if args._memory:
+        import json
+
+        print(json.dumps({"rss_gib": train_memory(args._memory[0], int(args._memory[1]),
+                                                  args.dtype)}))
+        return []
     if args.batch is None:
         batches = [8 if (args.quick or n != "small") else 32 for n in nets]
     elif len(args.batch) == 1:

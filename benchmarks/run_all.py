@@ -7,6 +7,11 @@ machine line, the load average and the wall time of each run are recorded with i
     python benchmarks/run_all.py                 # everything, full size (about an hour on 2 cores)
     python benchmarks/run_all.py --quick         # small sizes, a few minutes on a quiet machine
     python benchmarks/run_all.py --only nets train_overhead --out /tmp/perf.md
+    python benchmarks/run_all.py --psld-repo /tmp/PSLD --torch-python /path/to/torch/python
+
+With ``--psld-repo`` (a checkout of the original PSLD code) the PyTorch reference rows are
+timed too, first, by ``pytorch_reference.py`` under ``--torch-python`` (an interpreter with
+torch; sdekit does not depend on it).
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--timeout", type=float, default=7200, help="seconds allowed per benchmark (7200)"
     )
+    ap.add_argument(
+        "--psld-repo", default=None,
+        help="checkout of https://github.com/mandt-lab/PSLD: also time the PyTorch original "
+        "(pytorch_reference.py) on this machine",
+    )
+    ap.add_argument(
+        "--torch-python", default=sys.executable,
+        help="Python interpreter with torch installed, for --psld-repo (default: this one)",
+    )
     a = ap.parse_args(argv)
     out = pathlib.Path(a.out or HERE / ("results_all_quick.md" if a.quick else "results_all.md"))
     names = a.only or list(BENCHMARKS)
@@ -77,9 +91,13 @@ def main(argv=None) -> int:
         "unless marked; the load average (other jobs on the machine) is printed with each table.",
     ]
     failures = 0
-    for name in names:
-        script, full, quick = BENCHMARKS[name]
-        cmd = [sys.executable, str(HERE / script), *(quick if a.quick else full)]
+    jobs = [(n, *BENCHMARKS[n], sys.executable) for n in names]
+    if a.psld_repo:
+        rows = ["--rows", "fwd_b8", "step_small_b32", "--repeats", "2"] if a.quick else []
+        ref = ["--psld-repo", a.psld_repo, *rows]
+        jobs.insert(0, ("pytorch_reference", "pytorch_reference.py", ref, ref, a.torch_python))
+    for name, script, full, quick, python in jobs:
+        cmd = [python, str(HERE / script), *(quick if a.quick else full)]
         print(f"# {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:

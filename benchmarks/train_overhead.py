@@ -5,8 +5,9 @@ For each network, times (a) the bare ``jit(value_and_grad(loss))`` of a DSM-like
 Adam with warm-up, EMA update, sharding constraints over a mesh, donated state), interleaved
 (a, b, a, b, ...) so that both see the same machine load. Prints min/median/max wall seconds,
 median CPU seconds, the ratio of the medians (wall and CPU), GFLOP/s and the fraction of the
-measured fp32 peak of the step, and the PyTorch original's full-step time where issue 14 gives
-one. With ``--devices 1 2 4 8`` the step is also timed on meshes of that many devices (on CPU
+measured fp32 peak of the step, and the PyTorch original's full-step time (measured side by
+side by ``pytorch_reference.py``) where there is one.
+With ``--devices 1 2 4 8`` the step is also timed on meshes of that many devices (on CPU
 the script then asks XLA for 8 simulated host devices; the total work is the same, so this
 measures the overhead of data parallelism, not a speed-up).
 
@@ -180,7 +181,7 @@ def table(rows, peak, header) -> list[str]:
 def main(argv=None) -> list[str]:
     p = argparse.ArgumentParser(
         description="Train step / bare forward+backward, interleaved, with GFLOP/s, % of the "
-        "fp32 peak and the PyTorch original's step time (issue 14)."
+        "fp32 peak and the PyTorch original's step time (pytorch_reference.py)."
     )
     p.add_argument(
         "--net",
