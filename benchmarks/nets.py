@@ -54,7 +54,8 @@ from sdekit.nets import NET_CONFIGS, count_parameters, named_net
 from sdekit.perf import trim_host_memory
 
 
-def bench(name: str, batch: int, repeats: int, dtype: str) -> dict:
+def _setup(name: str, batch: int, dtype: str):
+    """(network, image side, params, static part, x, t, dropout key) for a benchmark run."""
     key = jax.random.key(0)
     overrides = {"compute_dtype": dtype} if dtype != "float32" else {}
     if name in NETS:
@@ -66,6 +67,11 @@ def bench(name: str, batch: int, repeats: int, dtype: str) -> dict:
     kx, kt, kd = jax.random.split(jax.random.key(1), 3)
     x = jax.random.normal(kx, (batch, size, size, net.in_channels))
     t = jax.random.uniform(kt, (batch,), minval=1e-3, maxval=1.0)
+    return net, size, params, static, x, t, kd
+
+
+def bench(name: str, batch: int, repeats: int, dtype: str) -> dict:
+    net, size, params, static, x, t, kd = _setup(name, batch, dtype)
 
     def forward(p, x, t):
         return eqx.combine(p, static)(x, t)
@@ -109,17 +115,7 @@ def train_memory(name: str, batch: int, dtype: str) -> float:
     and inputs built, measured alone (a fresh process, as ``pytorch_reference.py`` measures
     each row): compile, hand the compiler's freed memory back (``trim_host_memory``, as
     ``fit`` does), run twice."""
-    key = jax.random.key(0)
-    overrides = {"compute_dtype": dtype} if dtype != "float32" else {}
-    if name in NETS:
-        net, size = build_net(name, key, **overrides)
-    else:
-        net = named_net(name, key=key, **overrides)
-        size = getattr(net, "image_size", 32)
-    params, static = eqx.partition(net, eqx.is_array)
-    kx, kt, kd = jax.random.split(jax.random.key(1), 3)
-    x = jax.random.normal(kx, (batch, size, size, net.in_channels))
-    t = jax.random.uniform(kt, (batch,), minval=1e-3, maxval=1.0)
+    net, size, params, static, x, t, kd = _setup(name, batch, dtype)
     jax.block_until_ready((params, x, t))
     trim_host_memory()
     reset_peak_rss()

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._custom_types import Key
 from .._errors import arg_error
+from ._loop import check_real
 
 #: Default bound on the memory of the stored grid (bytes).
 DEFAULT_MAX_BYTES = 2**30
@@ -26,20 +27,8 @@ DEFAULT_MAX_BYTES = 2**30
 DEFAULT_GRID_CELLS = 64
 
 
-def _concrete_float(name: str, value, expected: str) -> float:
-    if isinstance(value, jax.core.Tracer):
-        raise arg_error(name, f"a traced value {value}", expected + " (a concrete number: the "
-                        "grid's size is static; build the path outside jax.jit or pass Python "
-                        "floats)")
-    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
-        raise arg_error(name, value, expected)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise arg_error(name, value, expected) from None
-    if not math.isfinite(v):
-        raise arg_error(name, value, expected)
-    return v
+def _any(v: float) -> bool:
+    return True
 
 
 def refine_levels_for(span: float, num_cells: int, tol: float | None) -> int:
@@ -170,8 +159,8 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
                  num_cells: int = DEFAULT_GRID_CELLS,
                  tol: float | np.floating | jax.Array | None = None,
                  max_bytes: int = DEFAULT_MAX_BYTES, levy_area: type = dfx.BrownianIncrement):
-        t0 = _concrete_float("t0", t0, "a finite number")
-        t1 = _concrete_float("t1", t1, "a finite number > t0")
+        t0 = check_real("t0", t0, "a finite number", _any)
+        t1 = check_real("t1", t1, "a finite number > t0", _any)
         if not t0 < t1:
             raise ValueError(f"arguments `t0` and `t1`: got t0={t0!r} and t1={t1!r}, expected "
                              "t0 < t1.")
@@ -179,7 +168,7 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
                 or num_cells < 1:
             raise arg_error("num_cells", num_cells, "an integer >= 1")
         if tol is not None:
-            tol = _concrete_float("tol", tol, "None or a finite number > 0")
+            tol = check_real("tol", tol, "None or a finite number > 0", _any)
             if not tol > 0:
                 raise arg_error("tol", tol, "None or a finite number > 0")
         if isinstance(max_bytes, (bool, np.bool_)) or not isinstance(max_bytes, (int, np.integer)) \
