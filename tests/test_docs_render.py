@@ -102,3 +102,17 @@ def test_api_classes_show_constructor_arguments_and_tables(site):
     nets = (site / "api" / "nets" / "index.html").read_text()
     unet = _text(nets[nets.find('id="sdekit.nets.UNet"'):][:40000])
     assert "num_res_blocks" in unet and "Parameters:" in unet
+
+
+def test_no_api_argument_section_left_as_raw_text(site):
+    """A docstring's argument section must become a parameter table (or stay a markdown list),
+    never the text "Args:" followed by a code block (what a blank line after
+    ``**Arguments:**`` used to produce)."""
+    problems = []
+    for page in sorted((site / "api").rglob("index.html")):
+        main = page.read_text()
+        main = main[main.find("<article"):main.find("</article>")]
+        for m in re.finditer(r"<p>(Args|Arguments|Parameters):</p>\s*<pre", main):
+            near = _text(main[max(0, m.start() - 600):m.start()])[-120:]
+            problems.append(f"{page.parent.name}: raw argument block near {near!r}")
+    assert not problems, "\n".join(problems)

@@ -45,7 +45,8 @@ def _markdown_to_google(text: str) -> str:
             body.append(lines[j])
             j += 1
         bullets = [ln for ln in body if re.match(r"^- `", ln.strip())]
-        if head.group(1) != "Arguments" or not bullets:
+        simple = all(re.match(r"^- ((?:`[^`]+`(?:\s*,\s*)?)+)\s*:", b.strip()) for b in bullets)
+        if head.group(1) != "Arguments" or not bullets or not simple:
             out.extend(lines[i:j])
             i = j
             continue
@@ -64,8 +65,9 @@ def _markdown_to_google(text: str) -> str:
                     out.append(f"    {name.lstrip('*')}: {desc}")
             elif stripped:
                 out.append(f"        {stripped}")
-            else:
-                out.append("")
+            # blank lines are dropped: griffe's Google parser ends an ``Args:`` section at a
+            # blank line, so one right after ``**Arguments:**`` left every item as a raw block
+        out.append("")
         i = j
     return "\n".join(out)
 

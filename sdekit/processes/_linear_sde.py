@@ -395,12 +395,12 @@ class LinearSDE(AbstractLinearSDE):
     - `F`, `G`: ``k x k`` matrices (per pixel). ``F`` must be stable (eigenvalues with negative
       real part) for the stationary prior.
     - `beta_min`, `beta_max`: linear schedule ``beta(t) = beta_min + t (beta_max - beta_min)``.
-    - `initial_covariance`: ``Sigma_0`` of ``z_0`` around ``[x_0, 0, ...]`` (default 0; HSM uses
+    - `initial_cov`: ``Sigma_0`` of ``z_0`` around ``[x_0, 0, ...]`` (default 0; HSM uses
       the auxiliary variance, e.g. ``diag(0, kappa M)``).
     - `numerical_eps`: added to the diagonal of every kernel covariance.
     - `decomp_mode`: ``lower`` (Cholesky) or ``upper`` factor of the covariance.
-    - `predicted`: the components whose ``eps`` the network outputs (default all). With the
-      lower factor it must be a trailing range, with the upper factor a leading range.
+    - `predicted_components`: the components whose ``eps`` the network outputs (default all).
+      With the lower factor it must be a trailing range, with the upper factor a leading range.
 
     ``LinearSDE(F=[[-0.5]], G=[[1.0]], beta_min=0.1, beta_max=20)`` is the VP-SDE.
     """
