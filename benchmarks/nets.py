@@ -50,7 +50,7 @@ from _perf_common import (
 )
 
 import sdekit  # noqa: F401  (first: the XLA:CPU flag policy of sdekit.perf)
-from sdekit.nets import NET_CONFIGS, count_parameters, named_net
+from sdekit.nets import NET_CONFIGS, count_parameters, lean_norm_gradients, named_net
 from sdekit.perf import trim_host_memory
 
 
@@ -70,14 +70,26 @@ def _setup(name: str, batch: int, dtype: str):
     return net, size, params, static, x, t, kd
 
 
+# GroupNorm gradients of the forward+backward program: "lean" as sdekit's train step traces its
+# loss (sdekit.nets.lean_norm_gradients), or "plain" autodiff (--norm-grads plain)
+NORM_GRADS = {"lean": True}
+
+
+def _loss(static):
+    def loss(p, x, t, k):
+        with lean_norm_gradients(NORM_GRADS["lean"]):
+            return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
+
+    return loss
+
+
 def bench(name: str, batch: int, repeats: int, dtype: str) -> dict:
     net, size, params, static, x, t, kd = _setup(name, batch, dtype)
 
     def forward(p, x, t):
         return eqx.combine(p, static)(x, t)
 
-    def loss(p, x, t, k):
-        return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
+    loss = _loss(static)
 
     t0, c0 = time.perf_counter(), time.process_time()
     fwd_c = jax.jit(forward).lower(params, x, t).compile()
@@ -120,10 +132,7 @@ def train_memory(name: str, batch: int, dtype: str) -> float:
     trim_host_memory()
     reset_peak_rss()
     rss0 = rss_gib()
-
-    def loss(p, x, t, k):
-        return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
-
+    loss = _loss(static)
     train_c = jax.jit(jax.value_and_grad(loss)).lower(params, x, t, kd).compile()
     trim_host_memory()
     for _ in range(2):
@@ -136,7 +145,8 @@ def _train_memory_in_child(name: str, batch: int, dtype: str) -> float | None:
     import subprocess
 
     res = subprocess.run(
-        [sys.executable, __file__, "--_memory", name, str(batch), "--dtype", dtype],
+        [sys.executable, __file__, "--_memory", name, str(batch), "--dtype", dtype,
+         "--norm-grads", "lean" if NORM_GRADS["lean"] else "plain"],
         capture_output=True, text=True,
     )  # fmt: skip
     try:
@@ -217,11 +227,19 @@ def main(argv=None) -> list[str]:
         help="compute dtype (parameters stay float32; default: float32)",
     )
     parser.add_argument(
+        "--norm-grads",
+        default="lean",
+        choices=["lean", "plain"],
+        help="GroupNorm gradients in the forward+backward program: 'lean' as sdekit's train "
+        "step uses them (sdekit.nets.lean_norm_gradients; default) or 'plain' autodiff",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="small and tiny only, batch 8, 2 rounds"
     )
     parser.add_argument("--out", default=None, help="also write the table to this file")
     parser.add_argument("--_memory", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    NORM_GRADS["lean"] = args.norm_grads == "lean"
     nets = args.nets or (["tiny", "small"] if args.quick else ["small", "psld_cifar10"])
     repeats = 2 if args.quick and args.repeats == 3 else args.repeats
     if args._memory:
@@ -245,7 +263,8 @@ def main(argv=None) -> list[str]:
         rows.append(bench(name, b, repeats, args.dtype))
         print(f"# done {name} B={b}", file=sys.stderr, flush=True)
     header = (
-        f"sdekit.nets | {machine_line()} | dtype {args.dtype} | {repeats} interleaved rounds | "
+        f"sdekit.nets | {machine_line()} | dtype {args.dtype} | GroupNorm gradients "
+        f"{args.norm_grads} | {repeats} interleaved rounds | "
         f"fp32 peak (2048^2 matmul): {peak['wall']:.0f} GFLOP/s wall, {peak['cpu']:.0f} GFLOP "
         "per CPU-second; % peak = GFLOP per CPU-second / the matmul's | load average "
         f"{load0:.1f} -> {load():.1f}"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -231,3 +232,159 @@ def test_trim_host_memory_returns_freed_heap():
         for p in blocks[1::2]:
             libc.free(p)
     assert before - after > 60, (before, after)  # 125 MiB were freed into holes
+
+
+# ----------------------------------------------------------------------------------------------
+# The memory-lean GroupNorm(+SiLU) gradient: same values and gradients as plain autodiff.
+
+
+def _gn_case(shape, groups, dtype, seed=0):
+    from sdekit.nets._layers import GroupNorm
+
+    ks = jax.random.split(jax.random.key(seed), 4)
+    x = (jax.random.normal(ks[0], shape) * 2.0 + 0.7).astype(dtype)
+    norm = GroupNorm(shape[-1], groups)
+    norm = eqx.tree_at(
+        lambda m: (m.weight, m.bias),
+        norm,
+        (
+            1.0 + 0.5 * jax.random.normal(ks[1], (shape[-1],)),
+            jax.random.normal(ks[2], (shape[-1],)),
+        ),
+    )
+    ct = jax.random.normal(ks[3], shape).astype(dtype)
+    return norm, x, ct
+
+
+def _gn_grads(norm, x, ct, act, lean):
+    from sdekit.nets import lean_norm_gradients
+
+    def f(x, norm):
+        with lean_norm_gradients(lean):
+            y = norm(x, silu=act)
+        return jnp.sum(y.astype(jnp.float32) * ct.astype(jnp.float32)), y
+
+    (_, y), g = jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))(x, norm)
+    return y, g[0], g[1].weight, g[1].bias
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("act", [False, True])
+@pytest.mark.parametrize("shape, groups", [((3, 8, 8, 64), 16), ((2, 5, 12), 3), ((4, 6, 8), 1)])
+def test_lean_group_norm_matches_plain_autodiff(act, shape, groups):
+    norm, x, ct = _gn_case(shape, groups, jnp.float32)
+    plain = _gn_grads(norm, x, ct, act, lean=False)
+    lean = _gn_grads(norm, x, ct, act, lean=True)
+    assert _rel(lean[0], plain[0]) < 1e-6  # the forward is the plain one
+    for name, a, b in zip(("x", "weight", "bias"), lean[1:], plain[1:], strict=True):
+        assert _rel(a, b) < 2e-6, name
+    # and against central finite differences of a float64 NumPy GroupNorm along a direction
+    w, b = (np.asarray(a, np.float64) for a in (norm.weight, norm.bias))
+    x64, ct64 = np.asarray(x, np.float64), np.asarray(ct, np.float64)
+    d = np.random.default_rng(0).standard_normal(x.shape)
+
+    def f(z):
+        zr = z.reshape(z.shape[0], -1, groups, z.shape[-1] // groups)
+        mean = zr.mean(axis=(1, 3), keepdims=True)
+        var = ((zr - mean) ** 2).mean(axis=(1, 3), keepdims=True)
+        y = ((zr - mean) / np.sqrt(var + norm.eps)).reshape(z.shape) * w + b
+        return np.sum((y / (1 + np.exp(-y)) if act else y) * ct64)
+
+    fd = (f(x64 + 1e-6 * d) - f(x64 - 1e-6 * d)) / 2e-6
+    ad = float(np.sum(np.asarray(lean[1], np.float64) * d))
+    assert abs(ad - fd) < 1e-4 * max(1.0, abs(fd)), (ad, fd)
+
+
+def test_lean_group_norm_bfloat16_close_to_float32():
+    norm, x, ct = _gn_case((2, 8, 8, 32), 8, jnp.float32, seed=3)
+    ref = _gn_grads(norm, x, ct, True, lean=False)
+    lean16 = _gn_grads(norm, x.astype(jnp.bfloat16), ct.astype(jnp.bfloat16), True, lean=True)
+    assert lean16[0].dtype == lean16[1].dtype == jnp.bfloat16
+    assert lean16[2].dtype == lean16[3].dtype == jnp.float32
+    for a, b in zip(lean16, ref, strict=True):
+        assert _rel(a, b) < 3e-2
+
+
+def _tiny_unet(**kw):
+    return UNet(
+        3, key=jax.random.key(0), nf=16, ch_mult=(1, 2), num_res_blocks=1,
+        attn_resolutions=(4,), image_size=8, init_scale=1.0, dropout=0.1, **kw,
+    )  # fmt: skip
+
+
+def test_lean_norms_give_the_unets_gradients():
+    from sdekit.nets import lean_norm_gradients
+
+    net = _tiny_unet()
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    t = jnp.array([0.2, 0.9])
+
+    def loss(p, lean):
+        with lean_norm_gradients(lean):
+            out = eqx.combine(p, static)(x, t, key=jax.random.key(5))
+        return jnp.mean((out - x) ** 2)
+
+    lp, gp = jax.jit(jax.value_and_grad(lambda p: loss(p, False)))(params)
+    ll, gl = jax.jit(jax.value_and_grad(lambda p: loss(p, True)))(params)
+    assert abs(float(ll - lp)) <= 1e-6 * abs(float(lp))
+    pairs = zip(jax.tree.leaves(gl), jax.tree.leaves(gp), strict=True)
+    num = sum(float(jnp.sum((a - b) ** 2)) for a, b in pairs)
+    den = sum(float(jnp.sum(b**2)) for b in jax.tree.leaves(gp))
+    assert np.sqrt(num / den) < 1e-5
+
+
+def test_lean_norms_use_less_memory_and_only_where_asked():
+    from sdekit.nets import lean_norm_gradients
+    from sdekit.nets._layers import _LEAN_NORMS
+
+    net = UNet(3, key=jax.random.key(0), nf=16, ch_mult=(1,), num_res_blocks=2,
+               attn_resolutions=(), image_size=16, dropout=0.0)  # fmt: skip
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    x, t = jnp.ones((4, 16, 16, 3)), jnp.full((4,), 0.5)
+
+    def temp_bytes(lean):
+        def loss(p):
+            with lean_norm_gradients(lean):
+                return jnp.mean(eqx.combine(p, static)(x, t) ** 2)
+
+        compiled = jax.jit(jax.grad(loss)).lower(params).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    plain, lean = temp_bytes(False), temp_bytes(True)
+    assert lean < 0.8 * plain, (lean, plain)
+    # outside the block the setting is off, so forward-mode autodiff works through the net
+    assert not _LEAN_NORMS.get()
+    _, tangent = jax.jvp(lambda z: net(z, t), (x,), (x,))
+    assert tangent.shape == x.shape
+    with lean_norm_gradients():
+        with lean_norm_gradients(False):
+            assert not _LEAN_NORMS.get()
+        assert _LEAN_NORMS.get()
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_train_step_traces_the_loss_with_lean_norms_by_default(lean):
+    import optax
+
+    import sdekit.train as st
+    from sdekit.nets._layers import _LEAN_NORMS
+
+    seen = []
+
+    def objective(model, key, x0):
+        seen.append(_LEAN_NORMS.get())
+        return jnp.mean((model(x0) - x0) ** 2)
+
+    model = eqx.nn.Linear(3, 3, key=jax.random.key(0))
+    opt = optax.sgd(0.1)
+    state = st.init_state(model, opt, key=jax.random.key(1))
+    kwargs = {} if lean else {"lean_norms": False}
+    step = st.make_train_step(lambda m, k, x: objective(jax.vmap(m), k, x), opt, **kwargs)
+    step(state, jnp.ones((4, 3)))
+    assert seen == [lean]
+    assert not _LEAN_NORMS.get()

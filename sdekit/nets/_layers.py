@@ -11,8 +11,11 @@ cast to the compute dtype.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import equinox as eqx
 import jax
@@ -172,11 +175,129 @@ class Conv2d(eqx.Module):
         return y
 
 
+_LEAN_NORMS = contextvars.ContextVar("sdekit_lean_norm_gradients", default=False)
+
+
+@contextlib.contextmanager
+def lean_norm_gradients(enabled: bool = True) -> Iterator[None]:
+    """Trace GroupNorm (and GroupNorm -> SiLU) with a memory-lean gradient inside this block.
+
+    Plain autodiff of a GroupNorm followed by SiLU keeps three activation-sized arrays per
+    layer for the backward pass (the centred input, the normalised pre-activation and the
+    SiLU output). The lean gradient keeps only the layer's input and its per-group mean and
+    inverse standard deviation (a few floats per sample), and recomputes the rest in the
+    backward pass, fused into the two passes the gradient needs anyway. The gradients are the
+    same to float32 round-off. Measured on the PSLD CIFAR-10 network (97.6 M parameters),
+    batch 8, forward+backward on CPU: XLA's temporary memory 2.95 -> 1.54 GiB, and 13 %
+    faster (fewer passes over memory).
+
+    The lean gradient is a ``jax.custom_vjp``, so forward-mode autodiff (``jax.jvp``,
+    ``jax.linearize``, ``jax.jacfwd``) cannot pass through it. That is why it is opt-in at
+    trace time: [`make_train_step`][sdekit.train.make_train_step] and
+    [`fit`][sdekit.train.fit] trace their loss inside this block (``lean_norms=True``), and
+    everything else (sampling, likelihoods, guidance, a user's own ``jax.grad``) uses plain
+    autodiff unless it is traced inside ``with lean_norm_gradients():``. The setting is read
+    when a function is traced, not when a compiled function runs.
+
+    Args:
+        enabled: ``False`` switches the lean gradient off inside an enclosing block.
+
+    Example:
+        ```python
+        import jax, jax.numpy as jnp
+        from sdekit.nets import UNet, lean_norm_gradients
+
+        net = UNet(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
+                   image_size=8, in_channels=1, key=jax.random.key(0))
+        x, t = jnp.ones((2, 8, 8, 1)), jnp.full((2,), 0.5)
+
+        def loss(net):
+            with lean_norm_gradients():
+                return jnp.mean(net(x, t) ** 2)
+
+        grads = jax.grad(loss)(net)
+        ```
+    """
+    token = _LEAN_NORMS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _LEAN_NORMS.reset(token)
+
+
+def _group_norm_plain(x: Array, weight: Array, bias: Array, groups: int, eps: float) -> Array:
+    dtype = x.dtype
+    *lead, c = x.shape
+    xr = x.astype(jnp.float32).reshape(*lead, groups, c // groups)
+    axes = tuple(range(1, len(lead))) + (len(lead) + 1,)
+    mean = jnp.mean(xr, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(xr - mean), axis=axes, keepdims=True)
+    y = ((xr - mean) * jax.lax.rsqrt(var + eps)).reshape(*lead, c)
+    return (y * weight + bias).astype(dtype)
+
+
+def _grouped(x: Array, groups: int) -> tuple[int, ...]:
+    """(N, everything between the batch and channel axes, groups, channels per group)."""
+    return (x.shape[0], -1, groups, x.shape[-1] // groups)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _group_norm_lean(x, weight, bias, groups, eps, act):
+    return _group_norm_lean_fwd(x, weight, bias, groups, eps, act)[0]
+
+
+def _group_norm_lean_fwd(x, weight, bias, groups, eps, act):
+    # The forward is the plain one (same numbers); the statistics are kept for the backward.
+    xr = x.astype(jnp.float32).reshape(_grouped(x, groups))
+    mean = jnp.mean(xr, axis=(1, 3), keepdims=True)
+    rstd = jax.lax.rsqrt(jnp.mean(jnp.square(xr - mean), axis=(1, 3), keepdims=True) + eps)
+    y = (((xr - mean) * rstd).reshape(x.shape) * weight + bias).astype(x.dtype)
+    return (silu(y) if act else y), (x, mean, rstd, weight, bias)
+
+
+def _group_norm_lean_bwd(groups, eps, act, res, g):
+    del eps
+    x, mean, rstd, weight, bias = res
+    n, c = x.shape[0], x.shape[-1]
+    # A zero that depends on the cotangent: without it XLA schedules the recomputation below
+    # next to the forward pass (it only needs forward values) and keeps it alive until the
+    # backward reaches this layer, which would give back the memory saved. One element per
+    # sample, so a batch-sharded array needs no communication.
+    tie = jnp.zeros((), jnp.float32) * g.reshape(n, -1)[:, 0].astype(jnp.float32)
+    mean = mean + tie.reshape(n, 1, 1, 1)
+    xhat = ((x.astype(jnp.float32).reshape(_grouped(x, groups)) - mean) * rstd).reshape(x.shape)
+    dy = g.astype(jnp.float32)
+    if act:
+        y = xhat * weight + bias
+        s = jax.nn.sigmoid(y)
+        dy = dy * (s * (1.0 + y * (1.0 - s)))
+    between = tuple(range(1, x.ndim - 1))
+    sum_dy = jnp.sum(dy, axis=between)  # (N, C)
+    sum_dy_xhat = jnp.sum(dy * xhat, axis=between)  # (N, C)
+    count = x.size // (n * groups)
+    per_group = (n, groups, c // groups)
+    m1 = jnp.sum((sum_dy * weight).reshape(per_group), axis=-1) / count  # (N, G)
+    m2 = jnp.sum((sum_dy_xhat * weight).reshape(per_group), axis=-1) / count
+    dxhat = (dy * weight).reshape(_grouped(x, groups))
+    xhat = xhat.reshape(_grouped(x, groups))
+    gx = rstd * (dxhat - m1[:, None, :, None] - xhat * m2[:, None, :, None])
+    return (
+        gx.reshape(x.shape).astype(x.dtype),
+        jnp.sum(sum_dy_xhat, axis=0).astype(weight.dtype),
+        jnp.sum(sum_dy, axis=0).astype(bias.dtype),
+    )
+
+
+_group_norm_lean.defvjp(_group_norm_lean_fwd, _group_norm_lean_bwd)
+
+
 class GroupNorm(eqx.Module):
     """Group normalisation over (H, W, channels-in-group) with an affine transform.
 
     Statistics are computed in float32 whatever the input dtype; the output has the input dtype.
-    ``num_groups`` defaults to score_sde's ``min(C // 4, 32)``.
+    ``num_groups`` defaults to score_sde's ``min(C // 4, 32)``. ``norm(x, silu=True)`` is
+    ``silu(norm(x))``; inside [`lean_norm_gradients`][sdekit.nets.lean_norm_gradients] both
+    are differentiated with a memory-lean custom gradient.
     """
 
     weight: Array
@@ -198,16 +319,11 @@ class GroupNorm(eqx.Module):
         self.num_groups = num_groups
         self.eps = eps
 
-    def __call__(self, x: Array) -> Array:
-        dtype = x.dtype
-        *lead, c = x.shape
-        g = self.num_groups
-        xr = x.astype(jnp.float32).reshape(*lead, g, c // g)
-        axes = tuple(range(1, len(lead))) + (len(lead) + 1,)
-        mean = jnp.mean(xr, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(xr - mean), axis=axes, keepdims=True)
-        y = ((xr - mean) * jax.lax.rsqrt(var + self.eps)).reshape(*lead, c)
-        return (y * self.weight + self.bias).astype(dtype)
+    def __call__(self, x: Array, *, silu: bool = False) -> Array:
+        if _LEAN_NORMS.get():
+            return _group_norm_lean(x, self.weight, self.bias, self.num_groups, self.eps, silu)
+        y = _group_norm_plain(x, self.weight, self.bias, self.num_groups, self.eps)
+        return jax.nn.silu(y) if silu else y
 
 
 class LayerNorm(eqx.Module):

@@ -109,17 +109,16 @@ class ResnetBlock(eqx.Module):
         return x
 
     def __call__(self, x: Array, temb: Array, key: PRNGKeyArray | None, dtype) -> Array:
-        h = silu(self.norm0(x.astype(dtype)))
+        h = self.norm0(x.astype(dtype), silu=True)
         h = self._resample(h)
         x = self._resample(x)
         h = self.conv0(h)
         e = self.dense(silu(temb.astype(dtype)))
         if self.scale_shift_norm:
             scale, shift = jnp.split(e, 2, axis=-1)
-            h = self.norm1(h) * (1 + scale) + shift
+            h = silu(self.norm1(h) * (1 + scale) + shift)
         else:
-            h = self.norm1(h + e)
-        h = silu(h)
+            h = self.norm1(h + e, silu=True)
         h = dropout(h, self.rate, key)
         h = self.conv1(h)
         if self.skip is not None:
@@ -194,7 +193,7 @@ class _PyramidHead(eqx.Module):
     conv: Conv2d
 
     def __call__(self, h: Array, dtype) -> Array:
-        return self.conv(silu(self.norm(h.astype(dtype))))
+        return self.conv(self.norm(h.astype(dtype), silu=True))
 
 
 class _Context:
