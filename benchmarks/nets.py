@@ -50,7 +50,7 @@ from _perf_common import (
 )
 
 import sdekit  # noqa: F401  (first: the XLA:CPU flag policy of sdekit.perf)
-from sdekit.nets import NET_CONFIGS, count_parameters, lean_norm_gradients, named_net
+from sdekit.nets import NET_CONFIGS, count_parameters, lean_gradients, named_net
 from sdekit.perf import trim_host_memory
 
 
@@ -70,14 +70,14 @@ def _setup(name: str, batch: int, dtype: str):
     return net, size, params, static, x, t, kd
 
 
-# GroupNorm gradients of the forward+backward program: "lean" as sdekit's train step traces its
-# loss (sdekit.nets.lean_norm_gradients), or "plain" autodiff (--norm-grads plain)
-NORM_GRADS = {"lean": True}
+# GroupNorm and dropout gradients of the forward+backward program: "lean" as sdekit's train step
+# traces its loss (sdekit.nets.lean_gradients), or "plain" autodiff (--gradients plain)
+LEAN_GRADIENTS = {"lean": True}
 
 
 def _loss(static):
     def loss(p, x, t, k):
-        with lean_norm_gradients(NORM_GRADS["lean"]):
+        with lean_gradients(LEAN_GRADIENTS["lean"]):
             return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
 
     return loss
@@ -146,7 +146,7 @@ def _train_memory_in_child(name: str, batch: int, dtype: str) -> float | None:
 
     res = subprocess.run(
         [sys.executable, __file__, "--_memory", name, str(batch), "--dtype", dtype,
-         "--norm-grads", "lean" if NORM_GRADS["lean"] else "plain"],
+         "--gradients", "lean" if LEAN_GRADIENTS["lean"] else "plain"],
         capture_output=True, text=True,
     )  # fmt: skip
     try:
@@ -227,11 +227,11 @@ def main(argv=None) -> list[str]:
         help="compute dtype (parameters stay float32; default: float32)",
     )
     parser.add_argument(
-        "--norm-grads",
+        "--gradients",
         default="lean",
         choices=["lean", "plain"],
-        help="GroupNorm gradients in the forward+backward program: 'lean' as sdekit's train "
-        "step uses them (sdekit.nets.lean_norm_gradients; default) or 'plain' autodiff",
+        help="GroupNorm and dropout gradients in the forward+backward program: 'lean' as "
+        "sdekit's train step uses them (sdekit.nets.lean_gradients; default) or 'plain' autodiff",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small and tiny only, batch 8, 2 rounds"
@@ -239,7 +239,7 @@ def main(argv=None) -> list[str]:
     parser.add_argument("--out", default=None, help="also write the table to this file")
     parser.add_argument("--_memory", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    NORM_GRADS["lean"] = args.norm_grads == "lean"
+    LEAN_GRADIENTS["lean"] = args.gradients == "lean"
     nets = args.nets or (["tiny", "small"] if args.quick else ["small", "psld_cifar10"])
     repeats = 2 if args.quick and args.repeats == 3 else args.repeats
     if args._memory:
@@ -263,8 +263,8 @@ def main(argv=None) -> list[str]:
         rows.append(bench(name, b, repeats, args.dtype))
         print(f"# done {name} B={b}", file=sys.stderr, flush=True)
     header = (
-        f"sdekit.nets | {machine_line()} | dtype {args.dtype} | GroupNorm gradients "
-        f"{args.norm_grads} | {repeats} interleaved rounds | "
+        f"sdekit.nets | {machine_line()} | dtype {args.dtype} | gradients "
+        f"{args.gradients} | {repeats} interleaved rounds | "
         f"fp32 peak (2048^2 matmul): {peak['wall']:.0f} GFLOP/s wall, {peak['cpu']:.0f} GFLOP "
         "per CPU-second; % peak = GFLOP per CPU-second / the matmul's | load average "
         f"{load0:.1f} -> {load():.1f}"

@@ -3,6 +3,7 @@ replaces (values and gradients), the XLA:CPU flag policy, the compilation-cache 
 UNet's nested levels."""
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -191,6 +192,19 @@ def test_dropout_rate_scale_and_mask(rate, shape):
     assert not np.array_equal(np.asarray(ys[0] == 0), np.asarray(ys[1] == 0))
     g = jax.grad(lambda v: jnp.sum(dropout(v, rate, keys[0])))(x)
     np.testing.assert_array_equal(np.asarray(g == 0), np.asarray(ys[0] == 0))
+    # the lean gradient draws the mask again from the key: the same mask, the same scale
+    from sdekit.nets import lean_gradients
+
+    def lean_sum(v):
+        with lean_gradients():
+            return jnp.sum(dropout(v, rate, keys[0]) * jnp.arange(v.size).reshape(v.shape))
+
+    g_lean = jax.jit(jax.grad(lean_sum))(x)
+    want = ys[0] * jnp.arange(x.size, dtype=jnp.float32).reshape(x.shape)
+    np.testing.assert_array_equal(np.asarray(g_lean), np.asarray(want))
+    # samples (leading axis) get different masks
+    if shape[0] > 1 and math.prod(shape[1:]) * rate > 10:
+        assert not np.array_equal(np.asarray(ys[0, 0] == 0), np.asarray(ys[0, 1] == 0))
     # neighbours (the two 16-bit halves of one draw) agree only as often as independent ones
     flat = np.asarray(ys[0] == 0).reshape(-1)
     half = flat.size // 2
@@ -257,10 +271,10 @@ def _gn_case(shape, groups, dtype, seed=0):
 
 
 def _gn_grads(norm, x, ct, act, lean):
-    from sdekit.nets import lean_norm_gradients
+    from sdekit.nets import lean_gradients
 
     def f(x, norm):
-        with lean_norm_gradients(lean):
+        with lean_gradients(lean):
             y = norm(x, silu=act)
         return jnp.sum(y.astype(jnp.float32) * ct.astype(jnp.float32)), y
 
@@ -316,8 +330,8 @@ def _tiny_unet(**kw):
     )  # fmt: skip
 
 
-def test_lean_norms_give_the_unets_gradients():
-    from sdekit.nets import lean_norm_gradients
+def test_lean_gradients_give_the_unets_gradients():
+    from sdekit.nets import lean_gradients
 
     net = _tiny_unet()
     params, static = eqx.partition(net, eqx.is_inexact_array)
@@ -325,7 +339,7 @@ def test_lean_norms_give_the_unets_gradients():
     t = jnp.array([0.2, 0.9])
 
     def loss(p, lean):
-        with lean_norm_gradients(lean):
+        with lean_gradients(lean):
             out = eqx.combine(p, static)(x, t, key=jax.random.key(5))
         return jnp.mean((out - x) ** 2)
 
@@ -338,9 +352,9 @@ def test_lean_norms_give_the_unets_gradients():
     assert np.sqrt(num / den) < 1e-5
 
 
-def test_lean_norms_use_less_memory_and_only_where_asked():
-    from sdekit.nets import lean_norm_gradients
-    from sdekit.nets._layers import _LEAN_NORMS
+def test_lean_gradients_use_less_memory_and_only_where_asked():
+    from sdekit.nets import lean_gradients
+    from sdekit.nets._layers import _LEAN
 
     net = UNet(3, key=jax.random.key(0), nf=16, ch_mult=(1,), num_res_blocks=2,
                attn_resolutions=(), image_size=16, dropout=0.0)  # fmt: skip
@@ -349,7 +363,7 @@ def test_lean_norms_use_less_memory_and_only_where_asked():
 
     def temp_bytes(lean):
         def loss(p):
-            with lean_norm_gradients(lean):
+            with lean_gradients(lean):
                 return jnp.mean(eqx.combine(p, static)(x, t) ** 2)
 
         compiled = jax.jit(jax.grad(loss)).lower(params).compile()
@@ -358,33 +372,33 @@ def test_lean_norms_use_less_memory_and_only_where_asked():
     plain, lean = temp_bytes(False), temp_bytes(True)
     assert lean < 0.8 * plain, (lean, plain)
     # outside the block the setting is off, so forward-mode autodiff works through the net
-    assert not _LEAN_NORMS.get()
+    assert not _LEAN.get()
     _, tangent = jax.jvp(lambda z: net(z, t), (x,), (x,))
     assert tangent.shape == x.shape
-    with lean_norm_gradients():
-        with lean_norm_gradients(False):
-            assert not _LEAN_NORMS.get()
-        assert _LEAN_NORMS.get()
+    with lean_gradients():
+        with lean_gradients(False):
+            assert not _LEAN.get()
+        assert _LEAN.get()
 
 
 @pytest.mark.parametrize("lean", [True, False])
-def test_train_step_traces_the_loss_with_lean_norms_by_default(lean):
+def test_train_step_traces_the_loss_with_lean_gradients_by_default(lean):
     import optax
 
     import sdekit.train as st
-    from sdekit.nets._layers import _LEAN_NORMS
+    from sdekit.nets._layers import _LEAN
 
     seen = []
 
     def objective(model, key, x0):
-        seen.append(_LEAN_NORMS.get())
+        seen.append(_LEAN.get())
         return jnp.mean((model(x0) - x0) ** 2)
 
     model = eqx.nn.Linear(3, 3, key=jax.random.key(0))
     opt = optax.sgd(0.1)
     state = st.init_state(model, opt, key=jax.random.key(1))
-    kwargs = {} if lean else {"lean_norms": False}
+    kwargs = {} if lean else {"lean_gradients": False}
     step = st.make_train_step(lambda m, k, x: objective(jax.vmap(m), k, x), opt, **kwargs)
     step(state, jnp.ones((4, 3)))
     assert seen == [lean]
-    assert not _LEAN_NORMS.get()
+    assert not _LEAN.get()

@@ -12,7 +12,7 @@ from ._configs import count_parameters as count_parameters
 from ._configs import named_net as named_net
 from ._configs import net_kwargs as net_kwargs
 from ._dit import DiT as DiT
-from ._layers import lean_norm_gradients as lean_norm_gradients
+from ._layers import lean_gradients as lean_gradients
 from ._sit_time import ElementTimeEmbedding as ElementTimeEmbedding
 from ._unet import DownLevel as DownLevel
 from ._unet import MiddleLevel as MiddleLevel

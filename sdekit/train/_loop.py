@@ -21,7 +21,7 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from ..nets._layers import lean_norm_gradients
+from ..nets._layers import lean_gradients as _lean_gradients_block
 from ..perf import trim_host_memory
 from ._optim import current_lr, ema_decay_at, ema_update, has_updated
 from ._parts import Checkpointer, MetricsLogger, NonFiniteError, SampleWriter, fingerprint
@@ -86,7 +86,7 @@ def make_train_step(
     data_key: str = "image",
     cond_key: str | None = None,
     donate: bool = False,
-    lean_norms: bool = True,
+    lean_gradients: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
     """The jitted train step used by [`fit`][sdekit.train.fit].
 
@@ -107,12 +107,12 @@ def make_train_step(
         cond_key: key of the conditioning (e.g. ``"label"``) in dict batches, or ``None``.
         donate: donate the input state's buffers to the output (saves memory; the input state
             must not be used afterwards).
-        lean_norms: trace the loss inside
-            [`lean_norm_gradients`][sdekit.nets.lean_norm_gradients]: the networks'
-            GroupNorm(+SiLU) layers keep only their inputs for the backward pass (same
-            gradients, about half the activation memory of the PSLD CIFAR-10 network). Set
-            ``False`` for an objective that runs forward-mode autodiff (``jax.jvp``) through
-            the network.
+        lean_gradients: trace the loss inside
+            [`lean_gradients`][sdekit.nets.lean_gradients]: the networks' GroupNorm(+SiLU)
+            and dropout layers keep only their inputs (and keys) for the backward pass (same
+            gradients; less than half the activation memory of the PSLD CIFAR-10 network).
+            Set ``False`` for an objective that runs forward-mode autodiff (``jax.jvp``)
+            through the network.
 
     Returns:
         The jitted step function.
@@ -129,7 +129,7 @@ def make_train_step(
 
         def loss_fn(p):
             m = eqx.combine(p, static)
-            with lean_norm_gradients(lean_norms):
+            with _lean_gradients_block(lean_gradients):
                 loss = objective(m, sub, x0) if cond is None else objective(m, sub, x0, cond)
             if jnp.ndim(loss) != 0:
                 raise ValueError(
@@ -352,7 +352,7 @@ def fit(
     callback: Callable[[TrainState, dict], None] | None = None,
     donate: bool = True,
     allow_config_change: bool = False,
-    lean_norms: bool = True,
+    lean_gradients: bool = True,
 ) -> TrainState:
     """Train ``model`` on ``data`` with ``objective`` for ``num_steps`` optimiser steps.
 
@@ -426,10 +426,10 @@ def fit(
             keep). ``False`` allocates a new state every step.
         allow_config_change: resume even if the stored configuration, objective or batch size
             differ (they are then only warned about).
-        lean_norms: differentiate the networks' GroupNorm(+SiLU) layers with the memory-lean
-            gradient of [`lean_norm_gradients`][sdekit.nets.lean_norm_gradients] (default;
-            same gradients, less activation memory). ``False`` for an objective that uses
-            forward-mode autodiff through the network.
+        lean_gradients: differentiate the networks' GroupNorm(+SiLU) and dropout layers
+            with the memory-lean gradients of [`lean_gradients`][sdekit.nets.lean_gradients]
+            (default; same gradients, less activation memory). ``False`` for an objective that
+            uses forward-mode autodiff through the network.
 
     Returns:
         The final [`TrainState`][sdekit.train.TrainState].
@@ -466,7 +466,7 @@ def fit(
         state = jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, state)
     step_fn = make_train_step(objective, optimizer, mesh=mesh, spec_fn=spec_fn,
                               data_key=data_key, cond_key=cond_key, donate=donate,
-                              lean_norms=lean_norms)
+                              lean_gradients=lean_gradients)
     pbar = tqdm(total=num_steps, initial=start, disable=not progress or not main, desc="train",
                 dynamic_ncols=True)
     log = MetricsLogger(metrics_path, every=log_every, total=num_steps, pbar=pbar)
