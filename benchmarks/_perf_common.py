@@ -19,15 +19,15 @@ import jax.numpy as jnp
 
 # The original PSLD PyTorch code (torch 2.13.0 CPU, 2 threads, float32), measured on the
 # project's 2-core machine on 2026-12-01 by ``benchmarks/pytorch_reference.py`` side by side
-# with sdekit (two rounds, torch then sdekit each round; the mean of the two rounds' medians).
+# with sdekit (four rounds between 20:56 and 23:46 UTC; the mean of the four rounds' medians).
 # Seconds; RSS in GiB (peak above the built network). Re-run that script on your machine for
 # a fair comparison: these are only a default reference column.
 PYTORCH_REFERENCE = {
-    ("psld_cifar10", 8, "fwd+bwd"): 7.52,
-    ("psld_cifar10", 8, "fwd"): 2.47,
-    ("psld_cifar10", 2, "step"): 2.41,
-    ("small", 32, "step"): 3.34,
-    ("psld_cifar10", 8, "rss_gib"): 3.08,
+    ("psld_cifar10", 8, "fwd+bwd"): 8.00,
+    ("psld_cifar10", 8, "fwd"): 2.44,
+    ("psld_cifar10", 2, "step"): 2.48,
+    ("small", 32, "step"): 3.45,
+    ("psld_cifar10", 8, "rss_gib"): 3.10,
 }
 
 # Networks by benchmark name: (named config, overrides, image side).

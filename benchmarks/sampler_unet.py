@@ -6,9 +6,12 @@ GridBrownianPath: ``brownian="grid"``) on a UNet.
 The network is issue 14's small UNet (psld_cifar10 with nf 64, ch_mult 1,2,2, 2 res blocks,
 7.09 M parameters, 6 channels) used as an eps-predictor on VP; untrained (the cost does not
 depend on the weights; the adaptive methods' NFE do). Every sampler call is jitted whole
-(``jax.jit`` around ``sample(..., jit=False)``). The forward and the samplers are timed
-interleaved; min/median/max wall seconds, the ratio of medians (1.00 = no overhead) and the
-same ratio of median CPU seconds (robust to other jobs on the machine).
+(``jax.jit`` around ``sample(..., jit=False)``). The forward reference is timed as
+``--fwd-calls`` back-to-back calls (default: ``--steps``), divided by their number, as the
+samplers call the network back to back (one call alone, 0.07-0.1 s, varied by 40 % between
+rounds here). The forward and the samplers are timed interleaved; min/median/max wall seconds,
+the ratio of medians (1.00 = no overhead) and the same ratio of median CPU seconds (robust to
+other jobs on the machine).
 
     python benchmarks/sampler_unet.py --batch 4 --steps 10
     python benchmarks/sampler_unet.py --net tiny --quick
@@ -35,6 +38,9 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--steps", type=int, default=10, help="fixed-step methods: steps (10)")
     ap.add_argument("--tol", type=float, default=1e-2, help="adaptive methods: rtol = atol")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
+    ap.add_argument("--fwd-calls", type=int, default=None,
+                    help="back-to-back forward calls per timing of the reference (default: "
+                         "--steps)")
     ap.add_argument("--quick", action="store_true", help="tiny net, 5 steps, 2 rounds")
     ap.add_argument("--only", default="",
                     help="comma-separated substrings: run only the methods whose name contains "
@@ -69,14 +75,23 @@ def main(argv=None) -> list[str]:
         runs[label] = lambda run=run: run(net, jr.key(2)).samples
         print(f"# compiled {label}: NFE {nfe[label]}", file=sys.stderr, flush=True)
     load0 = load()
-    res = interleave({"forward": lambda: fwd(net, x), **runs}, repeats)
-    f = res["forward"]
+    k = a.fwd_calls or steps
+
+    def forwards():
+        for _ in range(k - 1):
+            fwd(net, x)
+        return fwd(net, x)
+
+    res = interleave({"forward": forwards, **runs}, repeats)
+    f = {key: (v / k if key in ("min", "med", "max", "cpu") else v)
+         for key, v in res["forward"].items()}
     lines = [
         f"sdekit sampling overhead, {name} UNet, batch {a.batch}, {size}x{size} | "
         f"{machine_line()} | {repeats} interleaved rounds | load average {load0:.1f} -> "
         f"{load():.1f}",
         "",
-        f"one jitted forward: {fmt_stats(f)} s (min/med/max), {f['cpu']:.4g} CPU s",
+        f"one jitted forward ({k} back-to-back calls / {k}): {fmt_stats(f)} s (min/med/max), "
+        f"{f['cpu']:.4g} CPU s",
         "",
         f"| {'method':<29} | {'NFE':>4} | {'wall s min/med/max':<24} | "
         f"{'wall / (NFE x fwd)':>18} | {'CPU / (NFE x fwd CPU)':>21} |",
