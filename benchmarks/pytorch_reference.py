@@ -17,7 +17,8 @@ CIFAR-10 SOTA network (``scripts_psld/sota/uncond/cifar10/train_uncond_psld.sh``
 ch_mult 2,2,2, 8 res blocks, FIR, Fourier embedding, residual input pyramid; 97,627,910
 parameters) and issue 14's small network (nf 64, ch_mult 1,2,2, 2 res blocks; 7,087,174).
 
-Rows, as in issue 14: ``fwd_b8`` (forward, eval mode, no grad), ``fwdbwd_b8`` (forward +
+Rows (``fwdbwd_b2`` and ``fwdbwd_small_b32``, the bare forward+backward at the step rows'
+batches, only when asked for with ``--rows``), as in issue 14: ``fwd_b8`` (forward, eval mode, no grad), ``fwdbwd_b8`` (forward +
 backward of a mean-squared loss, train mode, dropout on), ``step_b2`` and ``step_small_b32``
 (a full step: zero grad, forward, backward, ``clip_grad_norm_(1.0)``, Adam, and an EMA update
 with ``torch._foreach_lerp_``, as the original trains with EMA). Memory: the peak RSS above the
@@ -42,7 +43,12 @@ ROWS = {
     "fwdbwd_b8": ("big", "fwdbwd", 8),
     "step_b2": ("big", "step", 2),
     "step_small_b32": ("small", "step", 32),
+    # not issue rows (opt-in with --rows): the bare forward+backward at the step rows' batches,
+    # for PyTorch's own step / forward+backward ratio (train_overhead.py's "ratio" column)
+    "fwdbwd_b2": ("big", "fwdbwd", 2),
+    "fwdbwd_small_b32": ("small", "fwdbwd", 32),
 }
+ISSUE_ROWS = ["fwd_b8", "fwdbwd_b8", "step_b2", "step_small_b32"]
 
 
 def _config(net: str) -> SimpleNamespace:
@@ -145,8 +151,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--psld-repo", required=True,
                     help="path to a checkout of https://github.com/mandt-lab/PSLD")
-    ap.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=list(ROWS),
-                    metavar="ROW", help="rows to time: " + ", ".join(ROWS) + " (default: all)")
+    ap.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=ISSUE_ROWS,
+                    metavar="ROW", help="rows to time: " + ", ".join(ROWS) + " (default: "
+                    + ", ".join(ISSUE_ROWS) + ", issue 14's rows)")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per row (default: 5)")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
