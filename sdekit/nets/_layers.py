@@ -226,20 +226,30 @@ def lean_gradients(enabled: bool = True) -> Iterator[None]:
         _LEAN.reset(token)
 
 
-def _group_norm_plain(x: Array, weight: Array, bias: Array, groups: int, eps: float) -> Array:
-    dtype = x.dtype
-    *lead, c = x.shape
-    xr = x.astype(jnp.float32).reshape(*lead, groups, c // groups)
-    axes = tuple(range(1, len(lead))) + (len(lead) + 1,)
-    mean = jnp.mean(xr, axis=axes, keepdims=True)
-    var = jnp.mean(jnp.square(xr - mean), axis=axes, keepdims=True)
-    y = ((xr - mean) * jax.lax.rsqrt(var + eps)).reshape(*lead, c)
-    return (y * weight + bias).astype(dtype)
-
-
 def _grouped(x: Array, groups: int) -> tuple[int, ...]:
-    """(N, everything between the batch and channel axes, groups, channels per group)."""
-    return (x.shape[0], -1, groups, x.shape[-1] // groups)
+    """(N, everything between the batch and channel axes, groups, channels per group); an
+    unbatched vector of channels is one sample."""
+    return (x.shape[0] if x.ndim > 1 else 1, -1, groups, x.shape[-1] // groups)
+
+
+def _group_norm(x: Array, weight: Array, bias: Array, groups: int, eps: float):
+    """``(GroupNorm(x), per-group mean, per-group 1/std)``, statistics in float32."""
+    xr = x.astype(jnp.float32).reshape(_grouped(x, groups))
+    mean = jnp.mean(xr, axis=(1, 3), keepdims=True)
+    rstd = jax.lax.rsqrt(jnp.mean(jnp.square(xr - mean), axis=(1, 3), keepdims=True) + eps)
+    y = (((xr - mean) * rstd).reshape(x.shape) * weight + bias).astype(x.dtype)
+    return y, mean, rstd
+
+
+def _tied_zero(g: Array) -> Array:
+    """A float32 zero per sample computed from the cotangent ``g`` (one element each).
+
+    Added to what a backward rule recomputes, it makes the recomputation wait for ``g``:
+    otherwise XLA schedules it next to the forward pass (its inputs are ready there) and keeps
+    it alive until the backward pass reaches the layer, which gives back the memory saved. Per
+    sample, so a batch-sharded array needs no communication.
+    """
+    return jnp.zeros((), jnp.float32) * g.reshape(g.shape[0], -1)[:, 0].astype(jnp.float32)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
@@ -248,11 +258,7 @@ def _group_norm_lean(x, weight, bias, groups, eps, act):
 
 
 def _group_norm_lean_fwd(x, weight, bias, groups, eps, act):
-    # The forward is the plain one (same numbers); the statistics are kept for the backward.
-    xr = x.astype(jnp.float32).reshape(_grouped(x, groups))
-    mean = jnp.mean(xr, axis=(1, 3), keepdims=True)
-    rstd = jax.lax.rsqrt(jnp.mean(jnp.square(xr - mean), axis=(1, 3), keepdims=True) + eps)
-    y = (((xr - mean) * rstd).reshape(x.shape) * weight + bias).astype(x.dtype)
+    y, mean, rstd = _group_norm(x, weight, bias, groups, eps)
     return (silu(y) if act else y), (x, mean, rstd, weight, bias)
 
 
@@ -260,12 +266,7 @@ def _group_norm_lean_bwd(groups, eps, act, res, g):
     del eps
     x, mean, rstd, weight, bias = res
     n, c = x.shape[0], x.shape[-1]
-    # A zero that depends on the cotangent: without it XLA schedules the recomputation below
-    # next to the forward pass (it only needs forward values) and keeps it alive until the
-    # backward reaches this layer, which would give back the memory saved. One element per
-    # sample, so a batch-sharded array needs no communication.
-    tie = jnp.zeros((), jnp.float32) * g.reshape(n, -1)[:, 0].astype(jnp.float32)
-    mean = mean + tie.reshape(n, 1, 1, 1)
+    mean = mean + _tied_zero(g).reshape(n, 1, 1, 1)
     xhat = ((x.astype(jnp.float32).reshape(_grouped(x, groups)) - mean) * rstd).reshape(x.shape)
     dy = g.astype(jnp.float32)
     if act:
@@ -321,9 +322,9 @@ class GroupNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Array, *, silu: bool = False) -> Array:
-        if _LEAN.get():
+        if _LEAN.get() and x.ndim > 1:
             return _group_norm_lean(x, self.weight, self.bias, self.num_groups, self.eps, silu)
-        y = _group_norm_plain(x, self.weight, self.bias, self.num_groups, self.eps)
+        y = _group_norm(x, self.weight, self.bias, self.num_groups, self.eps)[0]
         return jax.nn.silu(y) if silu else y
 
 
@@ -405,11 +406,10 @@ def _dropout_lean_fwd(x, keys, keep_fn, scale):
 
 
 def _dropout_lean_bwd(keep_fn, scale, keys, g):
-    # Each sample's key is XORed with a zero computed from that sample's cotangent: otherwise
-    # XLA merges this draw with the forward's and keeps the bits alive in between. Per sample,
-    # so that a batch-sharded array needs no communication.
+    # Each sample's key is XORed with a zero tied to its cotangent: otherwise XLA merges this
+    # draw with the forward's and keeps the bits alive in between.
     n = g.shape[0]
-    zero = (jnp.zeros((), g.dtype) * g.reshape(n, -1)[:, 0]).astype(jnp.uint32)
+    zero = _tied_zero(g).astype(jnp.uint32)
     typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
     data = jax.random.key_data(keys) if typed else keys  # raw uint32 keys (PRNGKey)
     data = data ^ zero.reshape((n,) + (1,) * (data.ndim - 1))
