@@ -35,3 +35,32 @@ from ._weightless import frechet_feature_distance as frechet_feature_distance
 from ._weightless import median_bandwidth as median_bandwidth
 from ._weightless import mmd as mmd
 from ._weightless import sliced_wasserstein as sliced_wasserstein
+
+__all__ = [
+    "FID_WEIGHTS_NAME",
+    "FID_WEIGHTS_URL",
+    "InceptionV3",
+    "StreamingStats",
+    "default_weights_path",
+    "energy_distance",
+    "extract_features",
+    "feature_statistics",
+    "fid_from_features",
+    "frechet_distance",
+    "frechet_feature_distance",
+    "inception_from_state_dict",
+    "inception_score",
+    "inception_state_dict",
+    "kernel_inception_distance",
+    "knn_radii",
+    "load_inception",
+    "load_stats",
+    "median_bandwidth",
+    "mmd",
+    "polynomial_mmd2",
+    "precision_recall",
+    "read_images",
+    "save_stats",
+    "sliced_wasserstein",
+    "to_unit_range",
+]

@@ -1,4 +1,4 @@
-"""FID, Inception Score, KID and precision/recall from features (float64 numpy; vdpm spec §10)."""
+"""FID, Inception Score, KID and precision/recall from features (float64 numpy)."""
 
 from __future__ import annotations
 
