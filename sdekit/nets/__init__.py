@@ -12,12 +12,14 @@ from ._configs import count_parameters as count_parameters
 from ._configs import named_net as named_net
 from ._configs import net_kwargs as net_kwargs
 from ._dit import DiT as DiT
+from ._dit import DiTGuidance as DiTGuidance
 from ._layers import lean_gradients as lean_gradients
 from ._sit_time import ElementTimeEmbedding as ElementTimeEmbedding
 from ._unet import DownLevel as DownLevel
 from ._unet import MiddleLevel as MiddleLevel
 from ._unet import UNet as UNet
 from ._unet import UpLevel as UpLevel
+from ._vae import AutoencoderKL as AutoencoderKL
 from ._wrappers import SelfConditioning as SelfConditioning
 from ._wrappers import self_conditioning_forward as self_conditioning_forward
 from .equivariant import EquivariantUNet as EquivariantUNet  # noqa: E402
