@@ -13,8 +13,9 @@ from jaxtyping import PRNGKeyArray
 from .._errors import arg_error
 from ._dit import DiT
 from ._unet import UNet
+from ._vae import AutoencoderKL
 
-_ARCHS = {"unet": UNet, "dit": DiT}
+_ARCHS = {"unet": UNet, "dit": DiT, "vae": AutoencoderKL}
 
 
 NET_CONFIGS: dict[str, dict[str, Any]] = {
@@ -171,6 +172,18 @@ NET_CONFIGS: dict[str, dict[str, Any]] = {
         num_heads=4,
         mlp_ratio=2.0,
     ),
+    # Stable Diffusion's autoencoder as released (stabilityai/sd-vae-ft-ema, sd-vae-ft-mse;
+    # 83,653,863 parameters): 256 x 256 x 3 images <-> 32 x 32 x 4 latents.
+    "sd_vae": dict(
+        arch="vae",
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        norm_num_groups=32,
+        scaling_factor=0.18215,
+    ),
 }
 """Named configurations: ``name -> {"arch": "unet" | "dit", **constructor arguments}``.
 
@@ -186,7 +199,8 @@ def net_kwargs(name: str, **overrides: Any) -> tuple[type, dict]:
     cfg = dict(NET_CONFIGS[name])
     arch = cfg.pop("arch", "unet")
     if arch not in _ARCHS:
-        raise arg_error(f'NET_CONFIGS["{name}"]["arch"]', arch, "'unet' or 'dit'")
+        raise arg_error(f'NET_CONFIGS["{name}"]["arch"]', arch,
+                        "one of " + ", ".join(repr(k) for k in _ARCHS))
     cls = _ARCHS[arch]
     attn_lowest = cfg.pop("attn_at_lowest", False)
     cfg.update(overrides)
@@ -213,7 +227,8 @@ def named_net(name: str, *, key: PRNGKeyArray, **overrides: Any) -> eqx.Module:
     **Arguments:**
 
     - `name`: ``"psld_cifar10"``, ``"psld_celeba64"``, ``"reflected_ddpmpp_cifar10"``,
-      ``"vdpm_cifar10"``, ``"mnist_small"``, ``"tiny"`` or ``"dit_tiny"``.
+      ``"vdpm_cifar10"``, ``"mnist_small"``, ``"tiny"``, ``"dit_tiny"`` or ``"sd_vae"``
+      (Stable Diffusion's autoencoder).
     - `key`: PRNG key for the initialisation.
     - `**overrides`: constructor arguments replacing the named values (e.g.
       ``in_channels=1, image_size=8, compute_dtype="bfloat16"``).

@@ -23,11 +23,12 @@ class ElementTimeEmbedding(eqx.Module):
 
     ``t`` (scalar, per example, per channel, per position or per element) is broadcast to
     ``x``'s shape ``(N, H, W, C)``; each entry gets the frequency embedding of
-    ``time_shift + time_scale * t`` (``freq_dim`` features), a shared ``Linear(freq_dim, hidden) -> SiLU ->
-    Linear(hidden, hidden)`` maps it to ``hidden`` features, the ``C * hidden`` features of a
-    pixel (channel-major) are patchified like the image, and a linear map (ComboStoc's
-    PatchEmbed convolution) gives one ``width``-vector per token: ``(N, T, width)``. Unlike the
-    default time map, per-channel times stay distinguishable.
+    ``time_shift + time_scale * t`` (``freq_dim`` features), a shared
+    ``Linear(freq_dim, hidden) -> SiLU -> Linear(hidden, hidden)`` maps it to ``hidden``
+    features, the ``C * hidden`` features of a pixel (channel-major) are patchified like the
+    image, and a linear map (ComboStoc's PatchEmbed convolution) gives one ``width``-vector per
+    token: ``(N, T, width)``. Unlike the default time map, per-channel times stay
+    distinguishable.
     """
 
     mlp0: Linear

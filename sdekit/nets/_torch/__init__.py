@@ -4,6 +4,8 @@ See [`from_torch`][sdekit.nets.from_torch], [`to_torch_state_dict`][sdekit.nets.
 and, to add an architecture, [`AbstractTorchArch`][sdekit.nets.AbstractTorchArch].
 """
 
+from . import _sd_vae as _sd_vae  # noqa: E402  registers arch "sd_vae"
+from . import _sit as _sit  # noqa: E402  registers arch "sit_dit"
 from ._api import TORCH_ARCHS as TORCH_ARCHS
 from ._api import from_torch as from_torch
 from ._api import get_torch_arch as get_torch_arch
