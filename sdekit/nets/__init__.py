@@ -28,6 +28,8 @@ from ._unet import MiddleLevel as MiddleLevel
 from ._unet import UNet as UNet
 from ._unet import UpLevel as UpLevel
 from ._vae import AutoencoderKL as AutoencoderKL
+from ._vae import LatentPosteriorSample as LatentPosteriorSample
+from ._vae import encode_images as encode_images
 from ._wrappers import SelfConditioning as SelfConditioning
 from ._wrappers import self_conditioning_forward as self_conditioning_forward
 from .equivariant import EquivariantUNet as EquivariantUNet  # noqa: E402

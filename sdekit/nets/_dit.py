@@ -351,7 +351,7 @@ class DiTGuidance(eqx.Module):
         if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
             raise arg_error("guided_channels", g, "None or a positive integer")
 
-    def __call__(self, x: Array, t: ArrayLike, cond: ArrayLike | None = None, *,
+    def __call__(self, x: ArrayLike, t: ArrayLike, cond: ArrayLike | None = None, *,
                  key: PRNGKeyArray | None = None) -> Array:
         """Guided output for ``x`` ``(N, H, W, C)``, ``t`` and labels ``cond`` ``(N,)``."""
         if cond is None:

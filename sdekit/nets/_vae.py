@@ -337,5 +337,86 @@ class AutoencoderKL(eqx.Module):
         return self.decode(jnp.asarray(z) / self.scaling_factor)
 
 
-__all__ = ["LOGVAR_RANGE", "AutoencoderKL", "VAEAttention", "VAEDecoder", "VAEDownBlock",
-           "VAEEncoder", "VAEMidBlock", "VAEResnetBlock", "VAEUpBlock"]
+@eqx.filter_jit
+def _encode_batch(vae: AutoencoderKL, x: Array, key: PRNGKeyArray | None, moments: bool) -> Array:
+    mean, logvar = vae.encode(x)
+    if moments:
+        return jnp.concatenate([mean, logvar], axis=-1)
+    z = mean if key is None else vae.sample_posterior(key, mean, logvar)
+    return vae.scaling_factor * z
+
+
+def encode_images(vae: AutoencoderKL, images: ArrayLike, *, key: PRNGKeyArray | None = None,
+                  batch_size: int = 16, moments: bool = False) -> np.ndarray:
+    """Encode a set of images into a latent diffusion model's latent space, batch by batch.
+
+    SiT and ComboStoc train on ``scaling_factor * z`` with ``z`` drawn from the autoencoder's
+    posterior; encoding a data set once lets `sdekit.train.fit` train on the latents like on
+    any images (no autoencoder in the training step).
+
+    Args:
+        vae: the autoencoder (e.g. ``from_torch(path, "sd_vae", preset="sd-vae-ft-ema")``).
+        images: ``(N, H, W, C)`` NHWC images, ``uint8`` (0..255, mapped to ``[-1, 1]``) or
+            floating point already in ``[-1, 1]``.
+        key: draw one posterior sample per image with this key; ``None`` gives the posterior
+            means.
+        batch_size: images encoded per call (one compiled function for all full batches).
+        moments: return the unscaled posterior ``concat([mean, logvar], -1)`` instead,
+            ``(N, h, w, 2 * latent_channels)``, for fresh draws every epoch with
+            [`LatentPosteriorSample`][sdekit.nets.LatentPosteriorSample].
+
+    Returns:
+        float32 numpy latents ``(N, H / f, W / f, latent_channels)`` (scaled), or the moments.
+    """
+    if not isinstance(vae, AutoencoderKL):
+        raise arg_error("vae", type(vae).__name__, "an sdekit.nets.AutoencoderKL")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise arg_error("batch_size", batch_size, "a positive integer")
+    if key is not None and moments:
+        raise arg_error("key", "a key", "None when moments=True (the moments are not sampled)")
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != vae.in_channels:
+        raise arg_error("images", f"shape {images.shape}",
+                        f"a batch (N, H, W, {vae.in_channels}) (NHWC)")
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / 127.5 - 1.0
+    elif not np.issubdtype(images.dtype, np.floating):
+        raise arg_error("images", f"dtype {images.dtype}", "uint8 or floating-point images")
+
+    out = []
+    for i, start in enumerate(range(0, images.shape[0], batch_size)):
+        k = None if key is None else jax.random.fold_in(key, i)
+        x = jnp.asarray(images[start:start + batch_size], jnp.float32)
+        out.append(np.asarray(_encode_batch(vae, x, k, bool(moments))))
+    return np.concatenate(out, axis=0)
+
+
+class LatentPosteriorSample(eqx.Module):
+    """A per-example data transform ``(moments, rng) -> latent`` drawing
+    ``scaling_factor * (mean + exp(logvar / 2) * eps)`` from stored posterior moments
+    (`encode_images(..., moments=True)`), so that every epoch sees fresh posterior draws as in
+    SiT's training. Use it in ``sdekit.data.make_pipeline(moments, transforms=[...],
+    value_range=None)``.
+
+    **Arguments:** `scaling_factor` (the autoencoder's, 0.18215 for Stable Diffusion's).
+    """
+
+    scaling_factor: float = 0.18215
+
+    def __check_init__(self):
+        if isinstance(self.scaling_factor, bool) or not float(self.scaling_factor) > 0:
+            raise arg_error("scaling_factor", self.scaling_factor, "a positive number")
+
+    def __call__(self, moments: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        moments = np.asarray(moments, np.float32)
+        if moments.shape[-1] % 2:
+            raise arg_error("moments", f"shape {moments.shape}",
+                            "an even number of channels: concat([mean, logvar], -1)")
+        mean, logvar = np.split(moments, 2, axis=-1)
+        eps = rng.standard_normal(mean.shape).astype(np.float32)
+        return (self.scaling_factor * (mean + np.exp(0.5 * logvar) * eps)).astype(np.float32)
+
+
+__all__ = ["LOGVAR_RANGE", "AutoencoderKL", "LatentPosteriorSample", "VAEAttention",
+           "VAEDecoder", "VAEDownBlock", "VAEEncoder", "VAEMidBlock", "VAEResnetBlock",
+           "VAEUpBlock", "encode_images"]
