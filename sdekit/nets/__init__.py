@@ -14,10 +14,6 @@ from ._configs import net_kwargs as net_kwargs
 from ._dit import DiT as DiT
 from ._layers import lean_gradients as lean_gradients
 from ._sit_time import ElementTimeEmbedding as ElementTimeEmbedding
-from ._unet import DownLevel as DownLevel
-from ._unet import MiddleLevel as MiddleLevel
-from ._unet import UNet as UNet
-from ._unet import UpLevel as UpLevel
 from ._torch import TORCH_ARCHS as TORCH_ARCHS
 from ._torch import AbstractRuleArch as AbstractRuleArch
 from ._torch import AbstractTorchArch as AbstractTorchArch
@@ -26,6 +22,10 @@ from ._torch import TorchRule as TorchRule
 from ._torch import from_torch as from_torch
 from ._torch import register_torch_arch as register_torch_arch
 from ._torch import to_torch_state_dict as to_torch_state_dict
+from ._unet import DownLevel as DownLevel
+from ._unet import MiddleLevel as MiddleLevel
+from ._unet import UNet as UNet
+from ._unet import UpLevel as UpLevel
 from ._wrappers import SelfConditioning as SelfConditioning
 from ._wrappers import self_conditioning_forward as self_conditioning_forward
 from .equivariant import EquivariantUNet as EquivariantUNet  # noqa: E402

@@ -20,3 +20,10 @@ from ._arch import conv_to_oihw as conv_to_oihw
 from ._arch import identity as identity
 from ._arch import linear_to_io as linear_to_io
 from ._arch import linear_to_oi as linear_to_oi
+from ._ncsnpp import PSLDNCSNpp as PSLDNCSNpp
+from ._ncsnpp import ReflectedNCSNpp as ReflectedNCSNpp
+from ._vdpm import VDPMUNet as VDPMUNet
+
+register_torch_arch(PSLDNCSNpp())
+register_torch_arch(ReflectedNCSNpp())
+register_torch_arch(VDPMUNet())
