@@ -16,6 +16,9 @@ from . import (
     data as data,
 )
 from . import (
+    io as io,
+)
+from . import (
     metrics as metrics,
 )
 from . import (

@@ -74,7 +74,7 @@ class _Pickler(pickle.Pickler):
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
             st = getattr(self.torch, _NAMES[obj.array.dtype])
-            pid = ("storage", st, obj.key, "cpu", obj.array.size)
+            pid = ("storage", st, obj.key, "cpu", getattr(obj, "declared", obj.array.size))
             return pid + (None,) if self.legacy else pid
         return None
 
@@ -126,3 +126,31 @@ def save_legacy(path, state: dict, *, transpose_some: bool = False) -> None:
             for st in storages:
                 f.write(struct.pack("<q", st.array.size))
                 f.write(st.array.tobytes())
+
+
+def save_view(path, storage: np.ndarray, offset: int, size, stride, *, declared=None,
+              legacy: bool = False) -> None:
+    """A file holding one tensor ``t`` that views ``storage`` with any (possibly invalid)
+    ``offset``, ``size`` and ``stride``; ``declared`` overrides the storage's element count in
+    the pickle. For fuzzing the reader's bounds checks."""
+    storage = np.ascontiguousarray(storage).reshape(-1)
+    with _fake_torch() as torch:
+        st = _Storage("0", storage)
+        if declared is not None:
+            st.declared = declared
+        obj = collections.OrderedDict(t=_Tensor(torch, st, tuple(size), tuple(stride), offset))
+        buf = io.BytesIO()
+        pickler = _Pickler(buf, torch, legacy=legacy)
+        pickler.dump(obj)
+    if legacy:
+        with open(path, "wb") as f:
+            for head in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+                pickle.dump(head, f, protocol=2)
+            f.write(buf.getvalue())
+            pickle.dump(["0"], f, protocol=2)
+            f.write(struct.pack("<q", getattr(st, "declared", storage.size)))
+            f.write(storage.tobytes())
+        return
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", buf.getvalue())
+        zf.writestr("archive/data/0", storage.tobytes())

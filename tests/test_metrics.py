@@ -1,11 +1,7 @@
 """sdekit.metrics: weight-file loader, Inception network, FID/IS/KID/PR formulas, weightless
 metrics, feature extraction sharded over (simulated) devices, and the command line."""
 
-import collections
-import io
 import json
-import pickle
-import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -18,50 +14,7 @@ import scipy.stats
 import sdekit.metrics as skm
 from sdekit.metrics import _inception
 
-from ._torch_writer import save_legacy, save_zip
-
-# ---------------------------------------------------------------- weight file (.pth) loader
-
-
-@pytest.mark.parametrize("writer", [save_zip, save_legacy])
-@pytest.mark.parametrize("transpose", [False, True])
-def test_torch_file_roundtrip(tmp_path, writer, transpose):
-    rng = np.random.default_rng(0)
-    state = collections.OrderedDict(
-        w=rng.standard_normal((3, 5)).astype(np.float32),
-        b=rng.standard_normal(4),
-        n=np.array(7, dtype=np.int64),
-        k=rng.standard_normal((2, 3, 1, 7)).astype(np.float32),
-    )
-    writer(tmp_path / "s.pth", state, transpose_some=transpose)
-    out = skm.load_torch_state_dict(tmp_path / "s.pth")
-    assert list(out) == list(state)
-    for k, v in state.items():
-        assert out[k].dtype == v.dtype and out[k].shape == v.shape
-        np.testing.assert_array_equal(out[k], v)
-
-
-class _Evil:
-    def __reduce__(self):
-        import os
-
-        return (os.system, ("echo pwned",))
-
-
-def test_torch_file_refuses_code(tmp_path):
-    path = tmp_path / "evil.pth"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("archive/data.pkl", pickle.dumps({"x": _Evil()}, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load the global"):
-        skm.load_torch_state_dict(path)
-    legacy = tmp_path / "evil_legacy.pth"
-    buf = io.BytesIO()
-    for obj in (0x1950A86A20F9469CFC6C, 1001, {}):
-        pickle.dump(obj, buf, protocol=2)
-    buf.write(pickle.dumps(_Evil(), protocol=2))
-    legacy.write_bytes(buf.getvalue())
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        skm.load_torch_state_dict(legacy)
+from ._torch_writer import save_zip
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ from ._stats import load_stats as load_stats
 from ._stats import polynomial_mmd2 as polynomial_mmd2
 from ._stats import precision_recall as precision_recall
 from ._stats import save_stats as save_stats
-from ._torch_file import load_torch_state_dict as load_torch_state_dict
 from ._weightless import energy_distance as energy_distance
 from ._weightless import frechet_feature_distance as frechet_feature_distance
 from ._weightless import median_bandwidth as median_bandwidth

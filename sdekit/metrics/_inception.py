@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._torch_file import load_torch_state_dict
+from ..io import load_torch
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = (
@@ -294,7 +294,8 @@ def inception_from_state_dict(state: dict[str, Any], *, resize: int = 299) -> In
     """Build `InceptionV3` from a PyTorch-named state dict (numpy arrays).
 
     Args:
-        state: names to arrays, as returned by `load_torch_state_dict` on the weight file.
+        state: names to arrays, as returned by [`sdekit.io.load_torch`][sdekit.io.load_torch] on the
+            weight file.
         resize: the input side (299 for the standard protocol).
 
     Returns:
@@ -378,4 +379,4 @@ def load_inception(path: str | os.PathLike | None = None, *, resize: int = 299) 
             f"{str(default_weights_path())!r}, set ${WEIGHTS_ENV} to its path, or pass its path "
             "(`--weights` on the command line)."
         )
-    return inception_from_state_dict(load_torch_state_dict(p), resize=resize)
+    return inception_from_state_dict(load_torch(p), resize=resize)
