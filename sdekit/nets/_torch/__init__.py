@@ -4,8 +4,6 @@ See [`from_torch`][sdekit.nets.from_torch], [`to_torch_state_dict`][sdekit.nets.
 and, to add an architecture, [`AbstractTorchArch`][sdekit.nets.AbstractTorchArch].
 """
 
-from . import _sd_vae as _sd_vae  # noqa: E402  registers arch "sd_vae"
-from . import _sit as _sit  # noqa: E402  registers arch "sit_dit"
 from ._api import TORCH_ARCHS as TORCH_ARCHS
 from ._api import from_torch as from_torch
 from ._api import get_torch_arch as get_torch_arch
@@ -22,3 +20,14 @@ from ._arch import conv_to_oihw as conv_to_oihw
 from ._arch import identity as identity
 from ._arch import linear_to_io as linear_to_io
 from ._arch import linear_to_oi as linear_to_oi
+from ._ncsnpp import PSLDNCSNpp as PSLDNCSNpp
+from ._ncsnpp import ReflectedNCSNpp as ReflectedNCSNpp
+from ._sd_vae import SDVAEArch as SDVAEArch
+from ._sit import SiTArch as SiTArch
+from ._vdpm import VDPMUNet as VDPMUNet
+
+register_torch_arch(PSLDNCSNpp())
+register_torch_arch(ReflectedNCSNpp())
+register_torch_arch(VDPMUNet())
+register_torch_arch(SiTArch())
+register_torch_arch(SDVAEArch())

@@ -20,7 +20,6 @@ import numpy as np
 
 from ..._errors import arg_error
 from .._vae import AutoencoderKL
-from ._api import register_torch_arch
 from ._arch import AbstractRuleArch, TorchRule
 from ._source import default_checkpoint_weights
 
@@ -201,6 +200,4 @@ class SDVAEArch(AbstractRuleArch):
         return r
 
 
-SD_VAE = register_torch_arch(SDVAEArch())
-
-__all__ = ["SDVAEArch", "SD_VAE", "rename_legacy_attention"]
+__all__ = ["SDVAEArch", "rename_legacy_attention"]

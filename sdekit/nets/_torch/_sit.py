@@ -34,7 +34,6 @@ import numpy as np
 
 from ..._errors import arg_error
 from .._dit import DiT, sincos_pos_embed_2d
-from ._api import register_torch_arch
 from ._arch import AbstractRuleArch, TorchRule
 
 _SIZES = {"XL": (28, 1152, 16), "L": (24, 1024, 16), "B": (12, 768, 12), "S": (12, 384, 6)}
@@ -212,7 +211,5 @@ class SiTArch(AbstractRuleArch):
         return rules
 
 
-SIT_DIT = register_torch_arch(SiTArch())
-
-__all__ = ["CONVENTIONS", "POS_EMBED_ATOL", "SIT_DIT", "SiTArch", "linear_to_patch",
+__all__ = ["CONVENTIONS", "POS_EMBED_ATOL", "SiTArch", "linear_to_patch",
            "patch_to_linear"]

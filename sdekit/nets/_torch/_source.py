@@ -125,6 +125,10 @@ def default_checkpoint_weights(
             specs = arch.names_and_shapes(config)
             emaw = _ema_from_list(e["shadow_params"], raw, specs, "'ema'.'shadow_params'")
             what = "a training checkpoint {'model', 'ema': {'shadow_params'}}"
+        elif isinstance(e, Mapping) and _is_state(e.get("shadow")):
+            # VDPM's EMA: {'shadow': {name: tensor} over the trainable parameters, ...}
+            emaw = {**raw, **_unwrap(e["shadow"])}
+            what = "a training checkpoint {'model', 'ema': {'shadow'}}"
         elif _is_state(e):
             emaw = _unwrap(e)
             what = "a training checkpoint {'model', 'ema'}"
