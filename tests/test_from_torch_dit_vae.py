@@ -357,3 +357,25 @@ def test_latent_training_on_user_images(vae):
         encode_images(vae, images[..., :2])
     with pytest.raises(ValueError, match="key"):
         encode_images(vae, images, key=key, moments=True)
+
+
+def test_convert_once_to_sdekit_checkpoint(nets, vae, tmp_path):
+    """The calls an example makes: from_torch once, save in sdekit's checkpoint format with the
+    arch's named-net spec, and load_model rebuilds the network from the file alone."""
+    import optax
+
+    from sdekit.train import init_state, load_model, model_config, save_checkpoint
+
+    for net, arch, cfg in ((nets["combostoc"][1], "sit_dit", dit_config("combostoc")),
+                           (vae, "sd_vae", META["sd_vae"])):
+        a = TORCH_ARCHS[arch]
+        name, kwargs = a.net_spec(a.config(**cfg))
+        json.dumps(kwargs)  # stored in the checkpoint's JSON header
+        state = init_state(net, optax.identity(), key=jr.key(0), ema_decays=())
+        path = save_checkpoint(tmp_path / arch, state,
+                               config={"model": model_config(name, **kwargs)})
+        back = load_model(path, ema=False)
+        assert type(back) is type(net)
+        assert jax.tree.structure(back) == jax.tree.structure(net)
+        for a_, b_ in zip(jax.tree.leaves(net), jax.tree.leaves(back), strict=True):
+            assert np.array_equal(np.asarray(a_), np.asarray(b_))
