@@ -113,6 +113,22 @@ def test_dit_round_trip_is_bit_exact(nets, prefix, tmp_path):
         assert jax.tree.structure(net) == jax.tree.structure(again)
 
 
+def test_training_checkpoint_layout():
+    """ComboStoc's train.py checkpoint: {'model', 'ema', 'opt', 'step', 'args'} with an
+    argparse.Namespace and AdamW state; EMA weights by default, raw ones with ema=False."""
+    path = FIX / "combostoc_train_ckpt.pt"
+    cfg = dict(META["combostoc_train"], combostoc=True)
+    ckpt = load_torch(path, objects=True)
+    assert ckpt["step"] == 1 and type(ckpt["args"]).__name__ == "TorchObject"
+    ema, raw = from_torch(path, "sit_dit", **cfg), from_torch(path, "sit_dit", ema=False, **cfg)
+    for net, key in ((ema, "ema"), (raw, "model")):
+        state = to_torch_state_dict(net, "sit_dit", input_size=cfg["input_size"])
+        for k, v in state.items():
+            assert np.array_equal(v, ckpt[key][k]), (key, k)
+    w = "blocks.0.attn.qkv.weight"
+    assert not np.array_equal(ckpt["model"][w], ckpt["ema"][w])  # one AdamW step apart
+
+
 def test_dit_ema_selection_and_mismatch_errors(nets):
     state = dict(load_torch(FIX / "sit_dit_small.pt"))
     cfg = dit_config("sit")

@@ -10,7 +10,8 @@ inputs and writes the state dict (as the original would save it), the inputs and
   per-example times (SiT's time, including both ends), labels including the null class, and
   ``forward_with_cfg``;
 - ComboStoc's ``ComboStoc`` (``models.py``): per-element times, per-example times, and
-  ``forward_with_cfg``;
+  ``forward_with_cfg``; and a tiny training checkpoint laid out as its ``train.py`` writes it
+  (``{"model", "ema", "opt", "step", "args"}``, ``args`` an ``argparse.Namespace``);
 - one step of SiT's own samplers (``transport``: Linear path, velocity model,
   ``Sampler.sample_ode`` Euler on a 3-point grid, ``Sampler.sample_sde`` Euler with the
   ``sigma`` diffusion and the ``Mean`` last step; the SDE's Gaussian draws replaced by zeros and
@@ -62,6 +63,9 @@ SMALL_SIT = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=32, dept
                  num_heads=2, mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=10,
                  learn_sigma=True)
 SMALL_SIT_P4 = dict(SMALL_SIT, patch_size=4, depth=1, learn_sigma=False)
+TINY_TRAIN = dict(input_size=8, patch_size=4, in_channels=4, hidden_size=16, depth=1,
+                  num_heads=2, mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=3,
+                  learn_sigma=True)
 SMALL_VAE = dict(in_channels=3, out_channels=3, latent_channels=4,
                  block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4,
                  scaling_factor=0.18215)
@@ -213,6 +217,28 @@ def dit_fixtures(torch, cls, cfg: dict, prefix: str, seed: int, per_element: boo
     return model
 
 
+def train_checkpoint(torch, cls, path: pathlib.Path, seed: int):
+    """A checkpoint laid out as ComboStoc's ``train.py`` saves it (SiT's is the same without
+    ``"step"``): raw and EMA state dicts, the AdamW state after one step, the step count and the
+    ``argparse.Namespace`` of the run, at a tiny configuration."""
+    import argparse
+    import copy
+
+    model = cls(**TINY_TRAIN)
+    _randomise(torch, model, seed)
+    ema = copy.deepcopy(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn((2, 4, 8, 8), generator=gen)
+    loss = model(x, torch.rand((2,), generator=gen), torch.tensor([0, 2])).pow(2).mean()
+    loss.backward()
+    opt.step()
+    args = argparse.Namespace(model="ComboStoc-S/4", image_size=64, num_classes=3,
+                              combostoc_type="UNSYNC_ALL", global_seed=0)
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "step": 1, "args": args}, path)
+
+
 def sampler_fixtures(torch, sit_dir: pathlib.Path, model, cfg: dict, prefix: str, seed: int,
                      out: dict):
     sys.path.insert(0, str(sit_dir))
@@ -321,6 +347,7 @@ def main(argv=None) -> int:
     torch.save(sit4.state_dict(), outdir / "sit_dit_small_p4.pt")
     cs = dit_fixtures(torch, cs_models.ComboStoc, SMALL_SIT, "combostoc", 30, True, out)
     torch.save(cs.state_dict(), outdir / "combostoc_dit_small.pt")
+    train_checkpoint(torch, cs_models.ComboStoc, outdir / "combostoc_train_ckpt.pt", 35)
     sampler_fixtures(torch, sit_dir, sit, SMALL_SIT, "sit_sampler", 40, out)
     sampler_fixtures(torch, sit_dir, cs, SMALL_SIT, "combostoc_sampler", 50, out)
     vae_cfg, vae = vae_fixtures(torch, out, outdir, 60)
@@ -331,8 +358,10 @@ def main(argv=None) -> int:
     np.savez_compressed(outdir / "dit_vae_io.npz", **out)
 
     presets, vae_manifest = manifests(torch, sit_models, cs_models)
-    with gzip.open(outdir / "manifest_sit_dit.json.gz", "wt") as f:
-        json.dump({"arch": "sit_dit", "presets": presets}, f)
+    raw = json.dumps({"arch": "sit_dit", "presets": presets}).encode()
+    with open(outdir / "manifest_sit_dit.json.gz", "wb") as f:  # mtime 0: reproducible bytes
+        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0, filename="") as gz:
+            gz.write(raw)
     (outdir / "manifest_sd_vae.json").write_text(json.dumps(
         {"arch": "sd_vae", "preset": "sd-vae-ft-ema", "tensors": vae_manifest}, indent=0))
 
@@ -345,6 +374,7 @@ def main(argv=None) -> int:
 
     meta = {
         "sit": SMALL_SIT, "sit_p4": SMALL_SIT_P4, "combostoc": SMALL_SIT, "sd_vae": vae_cfg,
+        "combostoc_train": TINY_TRAIN,
         "cfg_scale": CFG_SCALE,
         "versions": {"torch": torch.__version__, "timm": timm.__version__,
                      "diffusers": diffusers.__version__, "numpy": np.__version__,
@@ -354,7 +384,7 @@ def main(argv=None) -> int:
     }
     (outdir / "dit_vae_meta.json").write_text(json.dumps(meta, indent=1, default=list))
     for p in sorted(outdir.glob("*")):
-        if p.name.startswith(("sit_", "combostoc_", "sd_vae", "dit_vae", "manifest_s")):
+        if p.name.startswith(("sit_", "combostoc_", "sd_vae", "dit_vae", "manifest_s")):  # ours
             print(f"{p}: {p.stat().st_size} bytes")
     return 0
 
