@@ -346,8 +346,10 @@ def test_latent_training_on_user_images(vae):
     np.testing.assert_allclose(drawn, 0.18215 * (mean + np.exp(0.5 * logvar) * eps),
                                rtol=1e-5, atol=1e-6)
     # fresh posterior draws per example (SiT's training), then ComboStoc training on latents
-    data = make_pipeline(moments, batch_size=8, value_range=None,
-                         transforms=[LatentPosteriorSample(vae.scaling_factor)])
+    # three epochs of one batch, taken up front (an endless pipeline keeps prefetching)
+    data = list(make_pipeline(moments, batch_size=8, value_range=None, num_epochs=3,
+                              transforms=[LatentPosteriorSample(vae.scaling_factor)]))
+    assert len(data) == 3 and not np.array_equal(data[0]["image"], data[1]["image"])
     rng = np.random.default_rng(0)
     one = LatentPosteriorSample(0.18215)(moments[0], rng)
     eps = np.random.default_rng(0).standard_normal((4, 4, 4)).astype(np.float32)
@@ -360,7 +362,7 @@ def test_latent_training_on_user_images(vae):
     state = init_state(net, opt, key=jr.key(9), ema_decays=(0.5,))
     step = make_train_step(InterpolantLoss(process, "velocity"), opt)  # fit's step
     losses = []
-    for _, batch in zip(range(3), data, strict=False):
+    for batch in data:  # fresh posterior draws every epoch
         assert batch["image"].shape == (8, 4, 4, 4)
         state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
