@@ -6,19 +6,22 @@ The checkpoint is written first, in a separate process, with sdekit's torch-free
 the original's ``state_dict()``), exactly as ``torch.save(model.state_dict(), path)`` lays it
 out. A fresh process then runs the conversion and reports
 
-- ``from_torch``: reading the file (restricted unpickler, every offset checked) and building
-  the sdekit ``DiT`` (``sdekit.nets.from_torch(path, "sit_dit", preset=...)``);
+- ``from_torch``: ``sdekit.nets.from_torch(path, "sit_dit", preset=...)``, timed as its two
+  steps: reading the file (restricted unpickler, every offset checked; names and shapes
+  matched) and mapping the tensors onto the sdekit ``DiT``;
 - ``save``: writing it once in sdekit's own checkpoint format
   (``sdekit.train.save_checkpoint`` of a state with no optimiser moments and no EMA copy,
   with the ``named_net`` spec that ``sdekit.train.load_model`` rebuilds it from);
-- ``peak RSS``: the converting process's ``ru_maxrss`` (everything: Python, JAX, the file's
-  tensors and the network), against the checkpoint's size (target: under 2x).
+- peak resident memory (``VmHWM``: everything in the process, Python, JAX, the file's tensors
+  and the network) after reading, after mapping (the end of ``from_torch``) and at the end
+  (``ru_maxrss``, including the save), against the checkpoint's size (target: under 2x).
 
 One of the loaded tensors is compared with the file's values (``to_torch_state_dict``) so the
 timing is of a correct conversion.
 
     python benchmarks/convert_dit.py                       # SiT-XL/2, a temporary folder
     python benchmarks/convert_dit.py --preset ComboStoc-XL/2 --dir /tmp/convert --keep
+    python benchmarks/convert_dit.py --preset ComboStoc-XL/2 --dir /tmp/convert --reuse
 """
 
 from __future__ import annotations
@@ -56,26 +59,37 @@ import json, os, resource, sys, time
 t0 = time.perf_counter()
 import jax, jax.random as jr, numpy as np, optax
 import sdekit as sk
-from sdekit.nets import TORCH_ARCHS, from_torch, to_torch_state_dict
+from sdekit.nets import TORCH_ARCHS
+from sdekit.nets._torch import load_torch_weights
 from sdekit.train import init_state, model_config, save_checkpoint
 t_import = time.perf_counter() - t0
+
+def mem():  # (current, peak) resident set size in bytes
+    d = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+    return int(d["VmRSS"].split()[0]) * 1024, int(d["VmHWM"].split()[0]) * 1024
+
 path, preset, out = sys.argv[1], sys.argv[2], sys.argv[3]
-t0 = time.perf_counter()
-net = from_torch(path, "sit_dit", preset=preset)
-jax.block_until_ready(jax.tree.leaves(net))
-t_load = time.perf_counter() - t0
-rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-t0 = time.perf_counter()
 arch = TORCH_ARCHS["sit_dit"]
-name, kwargs = arch.net_spec(arch.config(preset))
-state = init_state(net, optax.identity(), key=jr.key(0), ema_decays=())
-ckpt = save_checkpoint(out, state, config={"model": model_config(name, **kwargs)})
+# from_torch(path, "sit_dit", preset=preset) is exactly these two calls:
+t0 = time.perf_counter()
+state, cfg, _ = load_torch_weights(path, "sit_dit", preset=preset)  # read, pick, check names
+t_read = time.perf_counter() - t0
+m_read = mem()
+t0 = time.perf_counter()
+net = arch.to_sdekit(state, cfg)  # the layout changes and the sdekit DiT
+del state
+jax.block_until_ready(jax.tree.leaves(net))
+t_map = time.perf_counter() - t0
+m_map = mem()
+t0 = time.perf_counter()
+name, kwargs = arch.net_spec(cfg)
+st = init_state(net, optax.identity(), key=jr.key(0), ema_decays=())
+ckpt = save_checkpoint(out, st, config={"model": model_config(name, **kwargs)})
 t_save = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-# correctness spot check: one block's qkv weight back in the original layout
-w = np.asarray(net.blocks[3].qkv.weight).T
-print(json.dumps({"import_s": t_import, "from_torch_s": t_load, "save_s": t_save,
-                  "peak_rss": rss, "peak_rss_load": rss_load, "ckpt": str(ckpt),
+w = np.asarray(net.blocks[3].qkv.weight).T  # spot check, in the original's layout
+print(json.dumps({"import_s": t_import, "read_s": t_read, "map_s": t_map, "save_s": t_save,
+                  "rss_read": m_read, "rss_map": m_map, "peak_rss": rss, "ckpt": str(ckpt),
                   "ckpt_bytes": os.path.getsize(ckpt), "qkv3": w[:2, :3].tolist()}))
 """
 
@@ -100,6 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="SiT-XL/2", help="a preset of arch 'sit_dit'")
     ap.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the written files")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse <dir>/sit.pt from an earlier --keep run of the same preset")
     ap.add_argument("--rounds", type=int, default=1, help="conversions to time (fresh process "
                                                           "each)")
     args = ap.parse_args(argv)
@@ -112,22 +128,30 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
     src = work / "sit.pt"
     try:
-        t0 = time.perf_counter()
-        numel = int(_run(MAKE, str(src), args.preset))
-        size = src.stat().st_size
-        print(f"wrote {src.name}: {numel:,} numbers, {size / 1e9:.3f} GB "
-              f"({time.perf_counter() - t0:.1f} s, sdekit.io.save_torch)")
+        if args.reuse and src.is_file():
+            size = src.stat().st_size
+            print(f"reusing {src.name}: {size / 1e9:.3f} GB")
+        else:
+            t0 = time.perf_counter()
+            numel = int(_run(MAKE, str(src), args.preset))
+            size = src.stat().st_size
+            print(f"wrote {src.name}: {numel:,} numbers, {size / 1e9:.3f} GB "
+                  f"({time.perf_counter() - t0:.1f} s, sdekit.io.save_torch)")
         want = json.loads(_run(CHECK, str(src)))
         rows = []
         for i in range(args.rounds):
             r = json.loads(_run(CONVERT, str(src), args.preset, str(work / f"sdekit_{i}")))
             ok = r["qkv3"] == want
             rows.append(r)
-            print(f"{args.preset:<16} from_torch {r['from_torch_s']:6.1f} s   save "
-                  f"{r['save_s']:5.1f} s   peak RSS {r['peak_rss'] / 1e9:5.2f} GB "
-                  f"(after from_torch {r['peak_rss_load'] / 1e9:5.2f} GB) "
-                  f"= {r['peak_rss'] / size:4.2f} x file   (imports {r['import_s']:.1f} s, "
-                  f"sdekit checkpoint {r['ckpt_bytes'] / 1e9:.3f} GB, values match: {ok})")
+            g = 1e9
+            print(f"{args.preset:<15} from_torch {r['read_s'] + r['map_s']:5.1f} s (read "
+                  f"{r['read_s']:4.1f} s, map {r['map_s']:4.1f} s); peak RSS after reading "
+                  f"{r['rss_read'][1] / g:4.2f} GB ({r['rss_read'][1] / size:4.2f} x file), "
+                  f"after mapping {r['rss_map'][1] / g:4.2f} GB ({r['rss_map'][1] / size:4.2f} x,"
+                  f" current {r['rss_map'][0] / g:4.2f} GB); save_checkpoint {r['save_s']:4.1f} s,"
+                  f" whole-process peak {r['peak_rss'] / g:4.2f} GB "
+                  f"({r['peak_rss'] / size:4.2f} x); imports {r['import_s']:.1f} s; "
+                  f"values match: {ok}")
             if not ok:
                 raise SystemExit("the converted weights differ from the file's")
     finally:
