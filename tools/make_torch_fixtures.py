@@ -309,12 +309,12 @@ def psld_fixtures(root, w: Writer, manifests=True):
             m = _build_meta_or_cpu(lambda cfg=cfg: ncsnpp.NCSNpp(_psld_config(cfg)))
             w.add_manifest("psld_ncsnpp", preset, dict(config=cfg, entries=manifest(m)))
 
-    # 1. the SOTA combination at a small size: fourier(log t), FIR, residual input pyramid,
-    #    BigGAN blocks, attention; a Lightning checkpoint with raw and EMA networks
+    # 1. the SOTA combination at a small size (preset "smoke"): fourier(log t), FIR, residual
+    #    input pyramid, BigGAN blocks, attention; a Lightning checkpoint with raw and EMA networks
     small = dict(nf=4, ch_mult=(1, 2), num_res_blocks=1, image_size=8, attn_resolutions=(4,),
                  dropout=0.15)
     cases = {
-        "psld_fourier": arch_config("psld_ncsnpp", "cifar10", **small),
+        "psld_smoke": arch_config("psld_ncsnpp", "smoke"),
         # 2. the ablation combination: positional(t), nearest/avg resampling, no pyramid
         "psld_positional": arch_config("psld_ncsnpp", "cifar10_ablation", **small),
     }
@@ -332,7 +332,7 @@ def psld_fixtures(root, w: Writer, manifests=True):
         with torch.no_grad():
             out = net(x, t)
         arrays = dict(x=nchw(x), t=t.numpy(), out=nchw(out), config=cfg)
-        if case == "psld_fourier":
+        if case == "psld_smoke":
             # EMA copy differing from the raw weights; Lightning layout
             ema = ncsnpp.NCSNpp(_psld_config(cfg, sde_cfg))
             randomise(ema, seed=3)
@@ -485,8 +485,11 @@ def reflected_fixtures(root, w: Writer, manifests=True):
             x_next, x_mean = pred.update_fn(x, t)
     finally:
         torch.randn_like = saved
+    with torch.no_grad():
+        drift, diffusion = pred.rsde.sde(x, t)
     arrays.update(step_t=np.float32(0.5), step_n=np.int64(1000), step_noise=nchw(z),
-                  step_x_next=nchw(x_next), step_x_mean=nchw(x_mean))
+                  step_x_next=nchw(x_next), step_x_mean=nchw(x_mean), step_drift=nchw(drift),
+                  step_diffusion=diffusion.numpy())
     w.save_npz("reflected_ncsnpp.npz", **arrays)
 
 
@@ -579,12 +582,15 @@ def vdpm_fixtures(root, w: Writer, manifests=True):
         reweight_type="snr_trunc", loss_type="mse", intp_frac=0.3, w_guide=0.1, p_uncond=0.1)
     step = torch.full((4,), 6.0, dtype=torch.float64)
     yl = torch.tensor([1, 3, 2, 1])
-    for name, ddim in (("ancestral", False), ("ddim", True)):
-        gen = torch.Generator().manual_seed(33)
+    # the ancestral step twice with different noise: its mean and standard deviation follow
+    # from the two results (the original returns only mean + std * noise)
+    for name, ddim, seed in (("ancestral", False, 33), ("ancestral2", False, 34),
+                             ("ddim", True, 33)):
+        gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             xs, x0 = gd.p_sample_step(net, x, step, yl, generator=gen, return_pred=True,
                                       use_ddim=ddim)
-        noise = torch.empty_like(x).normal_(generator=torch.Generator().manual_seed(33))
+        noise = torch.empty_like(x).normal_(generator=torch.Generator().manual_seed(seed))
         arrays.update({f"step_{name}": nchw(xs), f"step_{name}_x0": nchw(x0),
                        f"step_{name}_noise": nchw(noise)})
     arrays.update(step_index=np.int64(6), step_total=np.int64(10), step_y=yl.numpy(),

@@ -6,6 +6,7 @@ and, to add an architecture, [`AbstractTorchArch`][sdekit.nets.AbstractTorchArch
 
 from ._api import TORCH_ARCHS as TORCH_ARCHS
 from ._api import from_torch as from_torch
+from ._api import from_torch_both as from_torch_both
 from ._api import get_torch_arch as get_torch_arch
 from ._api import load_torch_weights as load_torch_weights
 from ._api import register_torch_arch as register_torch_arch

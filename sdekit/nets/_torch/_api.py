@@ -103,6 +103,36 @@ def from_torch(
     return a.to_sdekit(state, cfg)
 
 
+def from_torch_both(
+    source: Any,
+    arch: str | AbstractTorchArch,
+    *,
+    preset: str | None = None,
+    **config: Any,
+) -> tuple[eqx.Module, eqx.Module | None, dict[str, Any]]:
+    """``(raw network, EMA network or None, configuration)`` from one read of ``source``: both
+    networks when it is a training checkpoint keeping raw and EMA weights, else its only
+    network and ``None``. Arguments as for [`from_torch`][sdekit.nets.from_torch]."""
+    a = get_torch_arch(arch)
+    cfg = a.config(preset, **config)
+    obj, where = read_source(source)
+    specs = a.names_and_shapes(cfg)
+    try:
+        raw, taken = a.checkpoint_weights(obj, ema=False, config=cfg)
+    except ValueError as e:
+        if "argument `ema`" not in str(e):
+            raise
+        single, taken = a.checkpoint_weights(obj, ema=None, config=cfg)
+        state = match_state(single, specs, arch=a.name, what=f"{taken} in {where}")
+        return a.to_sdekit(state, cfg), None, cfg
+    raw_net = a.to_sdekit(match_state(raw, specs, arch=a.name, what=f"{taken} in {where}"), cfg)
+    del raw
+    ema, taken = a.checkpoint_weights(obj, ema=True, config=cfg)
+    del obj
+    ema_net = a.to_sdekit(match_state(ema, specs, arch=a.name, what=f"{taken} in {where}"), cfg)
+    return raw_net, ema_net, cfg
+
+
 def to_torch_state_dict(
     net: eqx.Module, arch: str | AbstractTorchArch, **config: Any
 ) -> dict[str, np.ndarray]:
@@ -138,6 +168,7 @@ def to_torch_state_dict(
 __all__ = [
     "TORCH_ARCHS",
     "from_torch",
+    "from_torch_both",
     "get_torch_arch",
     "load_torch_weights",
     "register_torch_arch",

@@ -43,6 +43,11 @@ _UNET_KEYS = (
 )
 
 
+# the UNet options that reproduce score_sde's layout exactly (checked by config_of)
+_SCORE_SDE_LAYOUT = dict(num_groups=None, norm_eps=1e-6, head_dim=None, attn_every_up_block=False,
+                         attn_after_resample=False, resample_skip=True, label_embedding="table")
+
+
 def _path(*keys: Any):
     def get(n):
         for k in keys:
@@ -203,6 +208,25 @@ class _NCSNppArch(AbstractRuleArch):
 
     net_name = "psld_cifar10"
     fixed: dict[str, Any] = {}
+    fir_available = True  # whether the original's upfirdn2d exists
+
+    def check_config(self, config: dict[str, Any]) -> None:
+        """Refuse configurations the original code cannot run: its ``Upsample`` layer works only
+        as FIR without a convolution (the nearest-neighbour branch passes ``'nearest'`` as
+        ``F.interpolate``'s scale factor and the fused FIR convolution slices with a negative
+        step: both raise in PyTorch), so no trained checkpoint of those exists."""
+        fir = bool(config["fir"])
+        if fir and not self.fir_available:
+            raise arg_error("fir", True, f"False (arch {self.name!r}: the original has no "
+                            "upfirdn2d, FIR resampling raises a NameError there)")
+        why = "the original's Upsample layer raises in PyTorch for this configuration"
+        if config["resblock_type"] == "ddpm" and not (fir and not config["resamp_with_conv"]):
+            raise arg_error("resblock_type", "ddpm",
+                            f"'biggan', or 'ddpm' with fir=True and resamp_with_conv=False ({why})")
+        if config["progressive"] == "residual" or (config["progressive"] == "output_skip"
+                                                   and not fir):
+            raise arg_error("progressive", config["progressive"],
+                            f"'none', or 'output_skip' with fir=True ({why})")
 
     def unet_kwargs(self, config: dict[str, Any]) -> dict[str, Any]:
         kw = {k: config[k] for k in _UNET_KEYS}
@@ -252,7 +276,7 @@ class PSLDNCSNpp(_NCSNppArch):
     net_name = "psld_cifar10"
     checkpoint_prefixes = ("score_fn.", "ema_score_fn.")
     fixed = dict(time_scale=1.0, center_input=False, num_classes=None, num_heads=1,
-                 scale_shift_norm=False)
+                 scale_shift_norm=False, **_SCORE_SDE_LAYOUT)
     defaults = DEFAULTS["psld_ncsnpp"]
     presets = PRESETS["psld_ncsnpp"]
 
@@ -285,11 +309,14 @@ class ReflectedNCSNpp(_NCSNppArch):
     name = "reflected_ncsnpp"
     net_name = "reflected_ddpmpp_cifar10"
     fixed = dict(time_scale=1.0, center_input=True, num_classes=None, num_heads=1,
-                 scale_shift_norm=False)
+                 scale_shift_norm=False, **_SCORE_SDE_LAYOUT)
     defaults = DEFAULTS["reflected_ncsnpp"]
     presets = PRESETS["reflected_ncsnpp"]
 
+    fir_available = False
+
     def check_config(self, config: dict[str, Any]) -> None:
+        super().check_config(config)
         if not (0 < float(config["sigma_min"]) < float(config["sigma_max"])):
             raise arg_error("sigma_min", config["sigma_min"],
                             f"0 < sigma_min < sigma_max = {config['sigma_max']}")

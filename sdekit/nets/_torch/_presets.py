@@ -59,6 +59,10 @@ PRESETS = {
         "afhqv2_128_inpaint": dict(nf=160, ch_mult=(1, 2, 2, 3, 3), num_res_blocks=2,
                                    image_size=128, dropout=0.2, attn_resolutions=(8, 16),
                                    out_channels=3),
+        # NOT a released run: the SOTA architecture (Fourier log-t embedding, FIR, residual
+        # input pyramid) at fixture size, 8x8 images, for CPU smoke tests and examples --smoke
+        "smoke": dict(_PSLD_SOTA, nf=4, ch_mult=(1, 2), num_res_blocks=1, image_size=8,
+                      attn_resolutions=(4,), dropout=0.15),
     },
     "reflected_ncsnpp": {
         # configs/model/ddpmpp.yaml on configs/data/cifar10.yaml (107,587,075 parameters)
