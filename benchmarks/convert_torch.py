@@ -8,14 +8,15 @@ restricted unpickler, the layout conversions and the sdekit network's arrays.
 The input is written with sdekit's own torch-free writer (``sdekit.io.save_torch``), so no
 torch is needed: random float32 weights with exactly the state-dict names and shapes of the
 chosen arch and configuration (default: PSLD's NCSN++ ``cifar10`` preset widened to
-``nf=320, num_res_blocks=9``, 673,858,566 parameters, a UNet of DiT-XL/2's size (675 M); pass
-``--arch sit_dit --preset XL/2`` once that arch is registered).
+``nf=320, num_res_blocks=9``, 673,858,566 parameters, a UNet of DiT-XL/2's size (675 M); or
+SiT-XL/2 itself, ``--arch sit_dit --preset SiT-XL/2``, 675,129,632 numbers).
 
 Examples::
 
     python benchmarks/convert_torch.py                      # write /tmp file, convert 3 times
     python benchmarks/convert_torch.py --file big.pth --repeat 1 --keep
     python benchmarks/convert_torch.py --arch psld_ncsnpp --preset cifar10   # 97.6 M
+    python benchmarks/convert_torch.py --arch sit_dit --preset SiT-XL/2      # 675.1 M
 
 Prints one table row per conversion and appends them to ``benchmarks/results_convert_torch.txt``
 (with ``--record``).
@@ -24,6 +25,7 @@ Prints one table row per conversion and appends them to ``benchmarks/results_con
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -70,13 +72,22 @@ def write_file(path: str, arch: str, preset: str | None, config: dict, seed: int
 
     a = TORCH_ARCHS[arch]
     cfg = a.config(preset, **config)
+    # frozen tables the arch recomputes from the configuration and checks on loading (SiT's
+    # sine-cosine positions): the values the original stores
+    fixed = {}
+    for rule in a.rules(cfg) if hasattr(a, "rules") else ():
+        if not inspect.signature(rule.to_torch).parameters:  # made from nothing
+            fixed.update(zip(rule.names, rule.to_torch(), strict=True))
     rng = np.random.default_rng(seed)
     state = {}
     total = 0
     for spec in a.names_and_shapes(cfg):
         if spec.kind == "buffer":
             continue
-        state[spec.name] = (rng.standard_normal(spec.shape, dtype=np.float32) * 0.02)
+        if spec.name in fixed:
+            state[spec.name] = np.asarray(fixed[spec.name], np.float32)
+        else:
+            state[spec.name] = (rng.standard_normal(spec.shape, dtype=np.float32) * 0.02)
         total += int(np.prod(spec.shape))
     save_torch(path, state)
     return total
