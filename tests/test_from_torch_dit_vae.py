@@ -378,22 +378,23 @@ def test_latent_training_on_user_images(vae):
 
 
 def test_convert_once_to_sdekit_checkpoint(nets, vae, tmp_path):
-    """The calls an example makes: from_torch once, save in sdekit's checkpoint format with the
-    arch's named-net spec, and load_model rebuilds the network from the file alone."""
-    import optax
+    """One call converts to sdekit's checkpoint format; load_model rebuilds the network from the
+    file alone (a train.py checkpoint keeps its raw and EMA networks)."""
+    from sdekit.train import convert_torch_checkpoint, load_model
 
-    from sdekit.train import init_state, load_model, model_config, save_checkpoint
-
-    for net, arch, cfg in ((nets["combostoc"][1], "sit_dit", dit_config("combostoc")),
-                           (vae, "sd_vae", META["sd_vae"])):
-        a = TORCH_ARCHS[arch]
-        name, kwargs = a.net_spec(a.config(**cfg))
-        json.dumps(kwargs)  # stored in the checkpoint's JSON header
-        state = init_state(net, optax.identity(), key=jr.key(0), ema_decays=())
-        path = save_checkpoint(tmp_path / arch, state,
-                               config={"model": model_config(name, **kwargs)})
+    cases = (("combostoc_dit_small.pt", "sit_dit", dit_config("combostoc"), nets["combostoc"][1]),
+             ("sd_vae_small.safetensors", "sd_vae", META["sd_vae"], vae))
+    for name, arch, cfg, net in cases:
+        path = convert_torch_checkpoint(FIX / name, arch, tmp_path / arch, **cfg)
         back = load_model(path, ema=False)
         assert type(back) is type(net)
         assert jax.tree.structure(back) == jax.tree.structure(net)
-        for a_, b_ in zip(jax.tree.leaves(net), jax.tree.leaves(back), strict=True):
-            assert np.array_equal(np.asarray(a_), np.asarray(b_))
+        for a, b in zip(jax.tree.leaves(net), jax.tree.leaves(back), strict=True):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    path = convert_torch_checkpoint(FIX / "combostoc_train_ckpt.pt", "sit_dit", tmp_path / "t",
+                                    **dict(META["combostoc_train"], combostoc=True))
+    ckpt = load_torch(FIX / "combostoc_train_ckpt.pt", objects=True)
+    w = "blocks.0.attn.qkv.weight"
+    for ema, key in ((True, "ema"), (False, "model")):
+        net = load_model(path, ema=ema)
+        np.testing.assert_array_equal(np.asarray(net.blocks[0].qkv.weight).T, ckpt[key][w])
