@@ -25,9 +25,12 @@ Setup (outside sdekit's environment: torch must never be a dependency of sdekit)
     git clone https://github.com/louaaron/Reflected-Diffusion
     git clone https://github.com/tqch/v-diffusion-torch
     git clone https://github.com/SpencerSzabados/Group-Diffusion  # + GrouPy, see below
+    pip install timm diffusers torchdiffeq   # only for --sit/--combostoc (SiT, ComboStoc, VAE)
+    git clone https://github.com/willisma/SiT
+    git clone https://github.com/Xrvitd/ComboStoc
 
     python tools/make_torch_fixtures.py --psld PSLD --reflected Reflected-Diffusion \\
-        --vdpm v-diffusion-torch --group-diffusion Group-Diffusion
+        --vdpm v-diffusion-torch --group-diffusion Group-Diffusion --sit SiT --combostoc ComboStoc
 
 Each repository argument is optional; only the archs whose checkout is given are written.
 Reading an original's code before running it is the user's job; this tool only imports the
@@ -608,6 +611,9 @@ def main(argv=None):
     ap.add_argument("--vdpm", help="checkout of github.com/tqch/v-diffusion-torch")
     ap.add_argument("--group-diffusion",
                     help="checkout of github.com/SpencerSzabados/Group-Diffusion")
+    ap.add_argument("--sit", help="checkout of github.com/willisma/SiT (with --combostoc: the "
+                    "SiT/ComboStoc DiT and SD-VAE fixtures of make_torch_fixtures_dit_vae.py)")
+    ap.add_argument("--combostoc", help="checkout of github.com/Xrvitd/ComboStoc")
     ap.add_argument("--out", default=os.path.join("tests", "fixtures", "torch"))
     ap.add_argument("--no-manifests", action="store_true", help="skip the full-size manifests")
     args = ap.parse_args(argv)
@@ -621,6 +627,14 @@ def main(argv=None):
     if args.vdpm:
         vdpm_fixtures(os.path.abspath(args.vdpm), w, manifests=not args.no_manifests)
     w.finish()
+    if args.sit or args.combostoc:  # SiT, ComboStoc and diffusers' AutoencoderKL
+        if not (args.sit and args.combostoc):
+            ap.error("--sit and --combostoc go together")
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import make_torch_fixtures_dit_vae
+
+        make_torch_fixtures_dit_vae.main(["--sit", args.sit, "--combostoc", args.combostoc,
+                                          "--out", args.out])
 
 
 if __name__ == "__main__":

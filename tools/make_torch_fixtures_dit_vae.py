@@ -32,6 +32,7 @@ Setup (a separate environment; nothing here is imported by sdekit)::
     git clone https://github.com/willisma/SiT            # used at 947f95b
     git clone https://github.com/Xrvitd/ComboStoc        # used at e323409
     python tools/make_torch_fixtures_dit_vae.py --sit SiT --combostoc ComboStoc
+    # or, with the other archs: python tools/make_torch_fixtures.py --sit SiT --combostoc ...
 
 The original code is imported from those checkouts (``models.py``, SiT's ``transport``), never
 copied. ``timm`` (which SiT's ``models.py`` imports its ``PatchEmbed``/``Attention``/``Mlp``
@@ -116,7 +117,7 @@ class _InertFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def _torchvision_placeholder() -> bool:
     """Install an inert ``torchvision`` if the real one cannot be imported; True if installed."""
     try:
-        import torchvision  # noqa: F401
+        import torchvision.ops.misc  # noqa: F401  (what timm imports; also rejects a stand-in)
 
         return False
     except Exception:
