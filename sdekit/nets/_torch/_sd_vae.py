@@ -97,13 +97,17 @@ class SDVAEArch(AbstractRuleArch):
     ``latent_channels``, ``block_out_channels``, ``layers_per_block``, ``norm_num_groups``,
     ``scaling_factor``, ``use_quant_conv``, ``use_post_quant_conv``,
     ``mid_block_add_attention``; every block is ``DownEncoderBlock2D`` / ``UpDecoderBlock2D``
-    with SiLU. Presets ``sd-vae-ft-ema`` and ``sd-vae-ft-mse`` (the same configuration).
+    with SiLU. Presets ``sd-vae-ft-ema`` and ``sd-vae-ft-mse`` (the same configuration), and
+    ``smoke`` (fixture-sized, not released).
     """
 
     name = "sd_vae"
     description = "Stable Diffusion VAE (diffusers AutoencoderKL)"
     defaults = dict(_RELEASED)
-    presets = {"sd-vae-ft-ema": {}, "sd-vae-ft-mse": {}}
+    presets = {"sd-vae-ft-ema": {}, "sd-vae-ft-mse": {},
+               # fixture-sized (tests and --smoke runs; not released): 16 x 16 -> 4 x 4 x 4
+               "smoke": dict(block_out_channels=(8, 16, 16), layers_per_block=1,
+                             norm_num_groups=4)}
 
     def check_config(self, config: dict[str, Any]) -> None:
         chans = config["block_out_channels"]

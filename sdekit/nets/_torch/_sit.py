@@ -59,6 +59,11 @@ def _presets() -> dict[str, dict[str, Any]]:
                     combostoc=combo)
     # the 512 x 512 SiT-XL/2 of SiT's sample.py: learn_sigma = (image_size == 256)
     out["SiT-XL/2-512"] = dict(out["SiT-XL/2"], input_size=64, learn_sigma=False)
+    # fixture-sized (tests and --smoke runs; not released): 8 x 8 x 4 latents, 10 classes
+    smoke = dict(input_size=8, patch_size=2, hidden_size=32, depth=2, num_heads=2,
+                 num_classes=10)
+    out["SiT-smoke"] = dict(smoke, combostoc=False)
+    out["ComboStoc-smoke"] = dict(smoke, combostoc=True)
     return out
 
 
@@ -99,7 +104,8 @@ class SiTArch(AbstractRuleArch):
     ``num_classes``, ``learn_sigma``, ``combostoc`` (ComboStoc's per-element time embedder)
     and ``convention`` (``"sdekit"`` or ``"original"``). Presets ``SiT-{S,B,L,XL}/{2,4,8}``,
     ``ComboStoc-{S,B,L,XL}/{2,4,8}`` (256 x 256, ``learn_sigma=True`` as in their ``train.py``)
-    and ``SiT-XL/2-512``.
+    and ``SiT-XL/2-512``; ``SiT-smoke`` and ``ComboStoc-smoke`` are fixture-sized (not
+    released).
     """
 
     name = "sit_dit"
