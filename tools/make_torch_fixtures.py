@@ -24,7 +24,8 @@ Setup (outside sdekit's environment: torch must never be a dependency of sdekit)
     git clone https://github.com/mandt-lab/PSLD
     git clone https://github.com/louaaron/Reflected-Diffusion
     git clone https://github.com/tqch/v-diffusion-torch
-    git clone https://github.com/SpencerSzabados/Group-Diffusion  # + GrouPy, see below
+    git clone https://github.com/SpencerSzabados/Group-Diffusion
+    pip install einops                     # Group-Diffusion's attention imports it
     pip install timm diffusers torchdiffeq   # only for --sit/--combostoc (SiT, ComboStoc, VAE)
     git clone https://github.com/willisma/SiT
     git clone https://github.com/Xrvitd/ComboStoc
@@ -458,11 +459,9 @@ def reflected_fixtures(root, w: Writer, manifests=True):
     ema_net.load_state_dict(net.state_dict())
     randomise(net, seed=12)
     ema.num_updates = 7
+    # a real Adam state_dict as saved before the first step (its moments would triple the
+    # fixture's size; the structure is what matters for reading)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4)
-    net.train()
-    net(torch.rand(2, 3, 8, 8), torch.full((2,), 0.3)).sum().backward()
-    opt.step()
-    opt.zero_grad()
     net.eval()
     ema_net.eval()
     state = {"optimizer": opt.state_dict(), "model": net.state_dict(), "ema": ema.state_dict(),
@@ -602,6 +601,92 @@ def vdpm_fixtures(root, w: Writer, manifests=True):
 
 
 # ----------------------------------------------------------------------------------------------
+# Group-Diffusion
+
+
+def _import_group_diffusion(root):
+    """``model.unet`` without what the training stack imports at module level: ``model/
+    logger.py`` (which pulls in blobfile, MPI and the training loop) becomes a stand-in with
+    no-op logging functions, and GrouPy (only used by ``SplitGConv2d``, which the paper did not
+    use) a stand-in module."""
+    _ensure_torchvision()
+    _forget(["model", "groupy"])
+    model_dir = os.path.join(root, "model")
+    _bare_package("model", model_dir)
+    log = types.ModuleType("model.logger")
+    for fn in ("info", "log", "warn", "debug", "error", "logkv", "logkv_mean", "dumpkvs"):
+        setattr(log, fn, lambda *a, **k: None)
+    sys.modules["model.logger"] = log
+    sys.modules["model"].logger = log
+    for name in ("groupy", "groupy.gconv", "groupy.gconv.make_gconv_indices",
+                 "groupy.gconv.pytorch_gconv", "groupy.gconv.pytorch_gconv.pooling"):
+        sys.modules[name] = _Anything(name)
+    return importlib.import_module("model.unet")
+
+
+def _gd_kwargs(cfg, num_classes=None):
+    size = cfg["image_size"]
+    return dict(
+        image_size=size, in_channels=6 if cfg["self_cond"] else 3,
+        model_channels=cfg["num_channels"], out_channels=6 if cfg["learn_sigma"] else 3,
+        num_res_blocks=cfg["num_res_blocks"],
+        attention_resolutions=tuple(size // int(r) for r in cfg["attention_resolutions"]),
+        g_equiv=cfg["g_equiv"], g_input=cfg["g_input"], g_output=cfg["g_output"],
+        self_cond=cfg["self_cond"], dropout=cfg["dropout"],
+        channel_mult=tuple(cfg["channel_mult"]),
+        num_classes=(num_classes or cfg["num_classes"]) if cfg["class_cond"] else None,
+        num_heads=cfg["num_heads"], num_head_channels=cfg["num_head_channels"],
+        num_heads_upsample=cfg["num_heads_upsample"],
+        use_scale_shift_norm=cfg["use_scale_shift_norm"], resblock_updown=cfg["resblock_updown"],
+    )
+
+
+def group_diffusion_fixtures(root, w: Writer, manifests=True):
+    unet = _import_group_diffusion(root)
+    if manifests:
+        for preset in _load_presets().PRESETS["group_diffusion_unet"]:
+            cfg = arch_config("group_diffusion_unet", preset)
+            m = _build_meta_or_cpu(lambda cfg=cfg: unet.UNetModel(**_gd_kwargs(cfg)))
+            w.add_manifest("group_diffusion_unet", preset,
+                           dict(config=cfg, entries=manifest(m)))
+    small = dict(num_channels=32, channel_mult=(1, 1), image_size=8, attention_resolutions=(4,),
+                 num_classes=5)
+    cases = {
+        # C4 kernel weight tying (KernelGConv2d), class labels
+        "group_diffusion_c4_k": arch_config("group_diffusion_unet", "mnist_c4_k", **small),
+        # D4 symmetric parametrisation, self-conditioning, class labels
+        "group_diffusion_d4_s": arch_config("group_diffusion_unet", "lysto64_d4_s", **small),
+    }
+    for seed, (case, cfg) in enumerate(cases.items()):
+        torch.manual_seed(40 + seed)
+        net = unet.UNetModel(**_gd_kwargs(cfg))
+        randomise(net, seed=41 + seed, fp16_exact=True)
+        net.eval()
+        g = torch.Generator().manual_seed(42 + seed)
+        x = torch.randn(3, 3, 8, 8, generator=g)
+        t = torch.tensor([1.0, 250.0, 999.0])
+        y = torch.tensor([0, 4, 2])
+        x_cond = torch.randn(3, 3, 8, 8, generator=g) if cfg["self_cond"] else None
+        with torch.no_grad():
+            out = net(x, t, y, x_cond=x_cond)
+            # the same with the attention in float32: QKVAttentionLegacy's `qkv.half()` (its
+            # only float16 cast) made the identity
+            saved = torch.Tensor.half
+            torch.Tensor.half = lambda self, *a, **k: self
+            try:
+                out32 = net(x, t, y, x_cond=x_cond)
+            finally:
+                torch.Tensor.half = saved
+        w.save_safetensors(f"{case}.safetensors",
+                           {k: v.half() for k, v in net.state_dict().items()})
+        arrays = dict(x=nchw(x), t=t.numpy(), y=y.numpy(), out=nchw(out),
+                      out_fp32_attention=nchw(out32), config=cfg)
+        if x_cond is not None:
+            arrays["x_cond"] = nchw(x_cond)
+        w.save_npz(f"{case}.npz", **arrays)
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 def main(argv=None):
@@ -626,6 +711,9 @@ def main(argv=None):
         reflected_fixtures(os.path.abspath(args.reflected), w, manifests=not args.no_manifests)
     if args.vdpm:
         vdpm_fixtures(os.path.abspath(args.vdpm), w, manifests=not args.no_manifests)
+    if args.group_diffusion:
+        group_diffusion_fixtures(os.path.abspath(args.group_diffusion), w,
+                                 manifests=not args.no_manifests)
     w.finish()
     if args.sit or args.combostoc:  # SiT, ComboStoc and diffusers' AutoencoderKL
         if not (args.sit and args.combostoc):

@@ -13,11 +13,13 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from .._errors import arg_error, check_choice
 from ._conditioning import check_labels, pool_map, time_map
 from ._layers import (
+    KERNEL_SYMMETRIES,
     Conv2d,
     Downsample,
     GroupNorm,
     Linear,
     Upsample,
+    adm_embedding,
     check_compute_dtype,
     check_key,
     dropout,
@@ -87,16 +89,18 @@ class ResnetBlock(eqx.Module):
         num_groups: int | None = None,
         norm_eps: float = 1e-6,
         resample_skip: bool = True,
+        conv_symmetry: str | None = None,
     ):
         out_ch = in_ch if out_ch is None else out_ch
         k0, k1, k2, k3 = jax.random.split(key, 4)
+        sym = conv_symmetry
         self.norm0 = GroupNorm(in_ch, num_groups, norm_eps)
-        self.conv0 = Conv2d(in_ch, out_ch, 3, key=k0)
+        self.conv0 = Conv2d(in_ch, out_ch, 3, key=k0, symmetry=sym)
         self.dense = Linear(temb_dim, out_ch * (2 if scale_shift_norm else 1), key=k1)
         self.norm1 = GroupNorm(out_ch, num_groups, norm_eps)
-        self.conv1 = Conv2d(out_ch, out_ch, 3, key=k2, init_scale=init_scale)
+        self.conv1 = Conv2d(out_ch, out_ch, 3, key=k2, init_scale=init_scale, symmetry=sym)
         needs_skip = in_ch != out_ch or (kind == "biggan" and (up or down) and resample_skip)
-        self.skip = Conv2d(in_ch, out_ch, 1, key=k3) if needs_skip else None
+        self.skip = Conv2d(in_ch, out_ch, 1, key=k3, symmetry=sym) if needs_skip else None
         self.kind = kind
         self.up = up
         self.down = down
@@ -143,6 +147,7 @@ class AttnBlock(eqx.Module):
     out: Linear
     num_heads: int = eqx.field(static=True)
     skip_rescale: bool = eqx.field(static=True)
+    attn_float16: bool = eqx.field(static=True, default=False)
 
     def __init__(
         self,
@@ -154,6 +159,7 @@ class AttnBlock(eqx.Module):
         init_scale: float | int = 0.0,
         num_groups: int | None = None,
         norm_eps: float = 1e-6,
+        attn_float16: bool = False,
     ):
         kq, kk, kv, ko = jax.random.split(key, 4)
         self.norm = GroupNorm(channels, num_groups, norm_eps)
@@ -163,6 +169,7 @@ class AttnBlock(eqx.Module):
         self.out = Linear(channels, channels, key=ko, init_scale=init_scale)
         self.num_heads = num_heads
         self.skip_rescale = skip_rescale
+        self.attn_float16 = bool(attn_float16)
 
     def __call__(self, x: Array, dtype) -> Array:
         n, hh, ww, c = x.shape
@@ -172,11 +179,31 @@ class AttnBlock(eqx.Module):
         q = self.q(h).reshape(n, hh * ww, nh, d)
         k = self.k(h).reshape(n, hh * ww, nh, d)
         v = self.v(h).reshape(n, hh * ww, nh, d)
+        if self.attn_float16:
+            a = _attention_float16(q, k, v).reshape(n, hh * ww, c).astype(dtype)
+            a = self.out(a).reshape(n, hh, ww, c)
+            return _combine(x, a, self.skip_rescale)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         w = jax.nn.softmax(logits * (d**-0.5), axis=-1).astype(dtype)
         a = jnp.einsum("bhqk,bkhd->bqhd", w, v).reshape(n, hh * ww, c)
         a = self.out(a).reshape(n, hh, ww, c)
         return _combine(x, a, self.skip_rescale)
+
+
+def _attention_float16(q: Array, k: Array, v: Array) -> Array:
+    """Attention rounded to float16 where Group-Diffusion's ``QKVAttentionLegacy`` rounds:
+    q, k, v cast to float16, each scaled by ``d^(-1/4)``, logits and the weighted sum
+    accumulated in float32 and rounded to float16, softmax in float32 rounded to float16;
+    the result is returned in float32."""
+    f16 = jnp.float16
+    scale = 1.0 / math.sqrt(math.sqrt(q.shape[-1]))
+    q16 = (q.astype(f16).astype(jnp.float32) * scale).astype(f16)
+    k16 = (k.astype(f16).astype(jnp.float32) * scale).astype(f16)
+    v16 = v.astype(f16)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q16, k16, preferred_element_type=jnp.float32)
+    w = jax.nn.softmax(logits.astype(f16).astype(jnp.float32), axis=-1).astype(f16)
+    a = jnp.einsum("bhqk,bkhd->bqhd", w, v16, preferred_element_type=jnp.float32)
+    return a.astype(f16).astype(jnp.float32)
 
 
 class _Combine(eqx.Module):
@@ -343,8 +370,8 @@ _RESBLOCKS = ("biggan", "ddpm")
 _PROGRESSIVE = ("none", "output_skip", "residual")
 _PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
 _COMBINE = ("sum", "cat")
-_EMBEDDINGS = ("fourier", "positional")
-_LABEL_EMBEDDINGS = ("table", "linear")
+_EMBEDDINGS = ("fourier", "positional", "adm")
+_LABEL_EMBEDDINGS = ("table", "linear", "table_no_null")
 
 
 class UNet(eqx.Module):
@@ -427,6 +454,8 @@ class UNet(eqx.Module):
     attn_after_resample: bool = eqx.field(static=True)
     resample_skip: bool = eqx.field(static=True)
     label_embedding: str = eqx.field(static=True)
+    conv_symmetry: str | None = eqx.field(static=True)
+    attn_float16: bool = eqx.field(static=True)
 
     fourier_w: Array | None
     temb0: Linear
@@ -474,6 +503,8 @@ class UNet(eqx.Module):
         attn_after_resample: bool = False,
         resample_skip: bool = True,
         label_embedding: str = "table",
+        conv_symmetry: str | None = None,
+        attn_float16: bool = False,
     ):
         """**Arguments:** (defaults are score_sde's NCSN++ settings)
 
@@ -521,7 +552,17 @@ class UNet(eqx.Module):
           ``False`` keeps an identity skip (VDPM, ADM).
         - `label_embedding`: ``"table"`` (one learned row per class and one for the null class)
           or ``"linear"`` (VDPM's one-hot ``Linear``: the null class's row ``num_classes`` is a
-          bias added for every label, the others are added to it; same parameter count).
+          bias added for every label, the others are added to it; same parameter count), or
+          ``"table_no_null"`` (ADM's ``nn.Embedding``: ``num_classes`` rows, no null class;
+          ``cond=None`` adds no label embedding).
+        - `conv_symmetry`: ``None``, ``"C4"`` or ``"D4"``: every convolution has a kernel
+          invariant under the rotations (and reflections) of the grid, parametrised by one
+          matrix per orbit of kernel positions (Group-Diffusion's weight-tied layers). With
+          ``resblock_type="biggan"``, ``fir=False`` and no input/output pyramid the network is
+          then exactly equivariant on square inputs (rotating/flipping ``x`` rotates/flips
+          the output).
+        - `attn_float16`: compute attention in float16 where Group-Diffusion's
+          ``QKVAttentionLegacy`` does (its ``qkv.half()``), to reproduce its outputs.
         """
         out_channels = in_channels if out_channels is None else out_channels
         ch_mult = tuple(int(m) for m in ch_mult)
@@ -548,6 +589,8 @@ class UNet(eqx.Module):
         check_choice("embedding_type", embedding_type, _EMBEDDINGS)
         check_compute_dtype(compute_dtype)
         check_choice("label_embedding", label_embedding, _LABEL_EMBEDDINGS)
+        if conv_symmetry is not None:
+            check_choice("conv_symmetry", conv_symmetry, KERNEL_SYMMETRIES)
         if num_groups is not None and int(num_groups) < 1:
             raise arg_error("num_groups", num_groups, "None or a positive integer")
         if not float(norm_eps) > 0:
@@ -624,6 +667,8 @@ class UNet(eqx.Module):
         self.attn_after_resample = bool(attn_after_resample)
         self.resample_skip = bool(resample_skip)
         self.label_embedding = label_embedding
+        self.conv_symmetry = conv_symmetry
+        self.attn_float16 = bool(attn_float16)
 
         keys = key_stream(key)
         temb_dim = 4 * nf
@@ -636,7 +681,8 @@ class UNet(eqx.Module):
         self.temb0 = Linear(embed_dim, temb_dim, key=next(keys))
         self.temb1 = Linear(temb_dim, temb_dim, key=next(keys))
         if num_classes is not None:
-            self.label_emb = normal_init(next(keys), (num_classes + 1, temb_dim))
+            rows = num_classes if label_embedding == "table_no_null" else num_classes + 1
+            self.label_emb = normal_init(next(keys), (rows, temb_dim))
         else:
             self.label_emb = None
 
@@ -658,6 +704,7 @@ class UNet(eqx.Module):
                 num_groups=num_groups,
                 norm_eps=norm_eps,
                 resample_skip=resample_skip,
+                conv_symmetry=conv_symmetry,
             )
 
         def attn(ch):
@@ -669,17 +716,18 @@ class UNet(eqx.Module):
                 init_scale=init_scale,
                 num_groups=num_groups,
                 norm_eps=norm_eps,
+                attn_float16=attn_float16,
             )
 
         def head(ch, out, scale):
             return _PyramidHead(
                 GroupNorm(ch, num_groups, norm_eps),
-                Conv2d(ch, out, 3, key=next(keys), init_scale=scale),
+                Conv2d(ch, out, 3, key=next(keys), init_scale=scale, symmetry=conv_symmetry),
             )
 
         lvl_static = dict(fir=self.fir, fir_kernel=self.fir_kernel, skip_rescale=skip_rescale)
         # Built in score_sde's module order, which fixes the order of the initialisation keys.
-        self.conv_in = Conv2d(in_channels, nf, 3, key=next(keys))
+        self.conv_in = Conv2d(in_channels, nf, 3, key=next(keys), symmetry=conv_symmetry)
         input_pyramid_ch = in_channels
         hs_c = [nf]
         in_ch = nf
@@ -702,6 +750,7 @@ class UNet(eqx.Module):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                 else:
                     down = resblock(in_ch, down=True)
@@ -709,7 +758,8 @@ class UNet(eqx.Module):
                     down_attn = attn(in_ch)
                 if progressive_input == "input_skip":
                     pyramid = _Combine(
-                        Conv2d(input_pyramid_ch, in_ch, 1, key=next(keys)), progressive_combine
+                        Conv2d(input_pyramid_ch, in_ch, 1, key=next(keys),
+                               symmetry=conv_symmetry), progressive_combine
                     )
                     if progressive_combine == "cat":
                         in_ch *= 2
@@ -721,6 +771,7 @@ class UNet(eqx.Module):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                     input_pyramid_ch = in_ch
                 hs_c.append(in_ch)
@@ -763,6 +814,7 @@ class UNet(eqx.Module):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                 pyramid_ch = in_ch
             up, up_attn = None, None
@@ -774,6 +826,7 @@ class UNet(eqx.Module):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                 else:
                     up = resblock(in_ch, up=True)
@@ -821,16 +874,20 @@ class UNet(eqx.Module):
             mods.append(self.head)
         return mods
 
-    def _embed_time(self, t: ArrayLike, x: Array, labels: Array | None) -> Array:
+    def _embed_time(
+        self, t: ArrayLike, x: Array, labels: Array | None, cond_none: bool = False
+    ) -> Array:
         tm = time_map(t, x)  # (N, h, w)
         if self.embedding_type == "fourier":
             # t <= 0 would give log t = -inf and NaNs; clamp to the smallest normal float32.
             logt = jnp.log(jnp.maximum(tm, jnp.finfo(jnp.float32).tiny))
             emb = fourier_embedding(logt, jax.lax.stop_gradient(self.fourier_w))
+        elif self.embedding_type == "adm":
+            emb = adm_embedding(self.time_scale * tm, self.nf)
         else:
             emb = sinusoidal_embedding(self.time_scale * tm, self.nf)
         temb = self.temb1(silu(self.temb0(emb)))
-        if labels is not None:
+        if labels is not None and not (self.label_embedding == "table_no_null" and cond_none):
             if self.label_embedding == "linear":  # one-hot Linear: row K is the bias
                 k = self.num_classes
                 rows = jnp.where((labels < k)[:, None], self.label_emb[jnp.minimum(labels, k - 1)],
@@ -861,7 +918,10 @@ class UNet(eqx.Module):
         if x.shape[1] % factor or x.shape[2] % factor:
             raise arg_error("x", f"spatial size {x.shape[1:3]}", f"H and W divisible by {factor}")
         check_key(key)
-        labels = check_labels(cond, x.shape[0], self.num_classes)
+        if self.label_embedding == "table_no_null" and cond is not None:
+            labels = check_labels(cond, x.shape[0], self.num_classes - 1)
+        else:
+            labels = check_labels(cond, x.shape[0], self.num_classes)
         x = x.astype(jnp.float32)
         dtype = jnp.dtype(self.compute_dtype)
         if key is None or self.dropout == 0.0:
@@ -869,7 +929,7 @@ class UNet(eqx.Module):
         else:  # one split for all residual blocks (fewer PRNG ops to compile than fold_in)
             n_blocks = sum(isinstance(m, ResnetBlock) for m in self.modules)
             block_keys = iter(jax.random.split(key, n_blocks))
-        ctx = _Context(self._embed_time(t, x, labels), block_keys, dtype)
+        ctx = _Context(self._embed_time(t, x, labels, cond is None), block_keys, dtype)
 
         if self.center_input:
             x = 2.0 * x - 1.0

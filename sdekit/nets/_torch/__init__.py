@@ -21,6 +21,7 @@ from ._arch import conv_to_oihw as conv_to_oihw
 from ._arch import identity as identity
 from ._arch import linear_to_io as linear_to_io
 from ._arch import linear_to_oi as linear_to_oi
+from ._group_diffusion import GroupDiffusionUNet as GroupDiffusionUNet
 from ._ncsnpp import PSLDNCSNpp as PSLDNCSNpp
 from ._ncsnpp import ReflectedNCSNpp as ReflectedNCSNpp
 from ._sd_vae import SDVAEArch as SDVAEArch
@@ -30,5 +31,6 @@ from ._vdpm import VDPMUNet as VDPMUNet
 register_torch_arch(PSLDNCSNpp())
 register_torch_arch(ReflectedNCSNpp())
 register_torch_arch(VDPMUNet())
+register_torch_arch(GroupDiffusionUNet())
 register_torch_arch(SiTArch())
 register_torch_arch(SDVAEArch())

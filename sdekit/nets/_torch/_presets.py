@@ -35,6 +35,17 @@ DEFAULTS = {
         head_dim=None, num_heads=1, num_classes=0, multitags=False, resample_with_res=True,
         use_xformers=False, image_size=32,
     ),
+    # SpencerSzabados/Group-Diffusion model/utils/script_util.py create_model arguments, with
+    # the values its launch commands (scripts/launch.sh, README) use for C4-MNIST
+    "group_diffusion_unet": dict(
+        image_size=28, num_channels=64, num_res_blocks=1, channel_mult=(1, 2, 4), g_equiv=False,
+        g_input="Z2", g_output="Z2", self_cond=False, learn_sigma=False, class_cond=False,
+        num_classes=1000, attention_resolutions=(32, 16, 8), num_heads=1, num_head_channels=32,
+        num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.1, resblock_updown=True,
+        # sdekit only (not a key of the original): reproduce the original's float16 attention
+        # (its QKVAttentionLegacy casts qkv.half()); False computes attention in float32
+        attention_float16=True,
+    ),
 }
 
 PRESETS = {
@@ -76,5 +87,15 @@ PRESETS = {
         "cifar10_uncond": {},
         # configs/cifar10_cond.json: model_out_type v, 10 classes + the null label 0 (CFG)
         "cifar10_cond": dict(num_classes=10),
+    },
+    "group_diffusion_unet": {
+        # scripts/launch.sh, C4-MNIST "weight-tied model": Z2_K -> C4_K, class-conditional
+        "mnist_c4_k": dict(g_equiv=True, g_input="Z2_K", g_output="C4_K", class_cond=True),
+        # the same architecture with plain convolutions (the "reg model", --g_equiv False)
+        "mnist_plain": dict(class_cond=True),
+        # the README's LYSTO 64x64 command with the launch script's Z2_S -> D4_S layers,
+        # self-conditioning and 3 organ classes in a 1000-row table
+        "lysto64_d4_s": dict(image_size=64, channel_mult=(1, 2, 2, 2), g_equiv=True,
+                             g_input="Z2_S", g_output="D4_S", self_cond=True, class_cond=True),
     },
 }
