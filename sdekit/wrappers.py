@@ -147,6 +147,10 @@ class ClassifierFreeGuidance(eqx.Module):
     needs ``process`` and ``prediction`` (what the model outputs) to convert. The wrapper's output
     is in the model's own prediction space, so pass it to ``sample`` with the same
     ``prediction`` and the labels as ``cond``. One model call per evaluation on a doubled batch.
+    ``guided_channels=k`` guides the first ``k`` output channels only and returns the
+    conditional output on the others: DiT's and SiT's ``forward_with_cfg`` is
+    ``ClassifierFreeGuidance(net, w=cfg_scale - 1, guided_channels=3)`` (they guide 3 of the 4
+    latent channels).
     """
 
     model: Callable
@@ -157,6 +161,7 @@ class ClassifierFreeGuidance(eqx.Module):
     prediction: AbstractPrediction | None = eqx.field(default=None,
                                                        converter=_optional_prediction)
     clip_x0: float | None = None
+    guided_channels: int | None = eqx.field(static=True, default=None)
 
     def __post_init__(self):
         if self.null_label is None and isinstance(self.model, AbstractNet) \
@@ -171,6 +176,9 @@ class ClassifierFreeGuidance(eqx.Module):
             raise arg_error("w", self.w, "a finite guidance strength")
         if self.clip_x0 is not None and not float(self.clip_x0) > 0:
             raise arg_error("clip_x0", self.clip_x0, "None or a value > 0")
+        g = self.guided_channels
+        if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
+            raise arg_error("guided_channels", g, "None or a positive integer")
         converts = self.clip_x0 is not None or not self._same_space()
         if converts and (self.process is None or self.prediction is None):
             raise ValueError(
@@ -180,10 +188,12 @@ class ClassifierFreeGuidance(eqx.Module):
                 f"space={self.space!r} or clip_x0={self.clip_x0!r} requires a conversion."
             )
 
-    def __call__(self, x: Data, t: Any, cond: Any = None, *, key: Any = None) -> Data:
+    def __call__(self, x: Float[ArrayLike, "..."], t: Any, cond: Any = None, *,
+                 key: Any = None) -> Data:
         if cond is None:
             raise arg_error("cond", None, "labels for the conditional branch (classifier-free "
                             "guidance needs a condition; pass cond= to sample)")
+        x = jnp.asarray(x)
         n = x.shape[0]
         t = jnp.asarray(t)
         x2 = jnp.concatenate([x, x], axis=0)
@@ -196,6 +206,13 @@ class ClassifierFreeGuidance(eqx.Module):
         c2 = jax.tree.map(doubled, cond)
         out = call_model(self.model, x2, t2, c2, key)
         o_c, o_u = out[:n], out[n:]
+        if self.guided_channels is not None:
+            k = self.guided_channels
+            if k > out.shape[-1]:
+                raise arg_error("guided_channels", k, f"at most the {out.shape[-1]} output "
+                                "channels")
+            return jnp.concatenate([(1.0 + self.w) * o_c[..., :k] - self.w * o_u[..., :k],
+                                    o_c[..., k:]], axis=-1)
         if self.clip_x0 is None and self._same_space():
             return (1.0 + self.w) * o_c - self.w * o_u
         space = X0() if self.clip_x0 is not None else self.space

@@ -197,11 +197,21 @@ class _TensorRef:
         if count > _MAX_EXPANSION * max(numel, 1024):
             raise pickle.UnpicklingError(
                 f"tensor of size {self.size} has {count} elements from a storage of {numel}")
+        if self.offset == 0 and count == numel and self.stride == _c_strides(self.size):
+            return base.reshape(self.size)  # the whole storage, in order: no copy
         item = base.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             base[self.offset:], shape=self.size, strides=tuple(t * item for t in self.stride),
             writeable=False)
         return np.array(view, copy=True)
+
+
+def _c_strides(size: tuple[int, ...]) -> tuple[int, ...]:
+    out, acc = [], 1
+    for s in reversed(size):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -402,15 +412,33 @@ def _finish(source: Any, obj: Any) -> Any:
         raise fail(source, str(e)) from None
 
 
-def _frombuffer(raw: bytes, dtype: np.dtype, big_endian: bool) -> np.ndarray:
-    if dtype.itemsize == 1 or dtype.kind == "V":
-        return np.frombuffer(raw, dtype=dtype).copy()
+def _frombuffer(raw: bytes | bytearray, dtype: np.dtype, big_endian: bool) -> np.ndarray:
+    """The elements of ``raw`` (a writable ``bytearray`` is used in place when its byte order
+    is the machine's)."""
     order = ">" if big_endian else "<"
+    native = (order == "<") == (np.little_endian)
     if dtype == _bfloat16():
         # bfloat16 has no byte-order variant: read as uint16 and reinterpret
         u = np.frombuffer(raw, dtype=np.dtype(np.uint16).newbyteorder(order))
-        return u.astype(np.uint16).view(dtype)
+        return (u if native and isinstance(raw, bytearray) else u.astype(np.uint16)).view(dtype)
+    if dtype.itemsize == 1 or native:
+        a = np.frombuffer(raw, dtype=dtype)
+        return a if isinstance(raw, bytearray) else a.copy()
     return np.frombuffer(raw, dtype=dtype.newbyteorder(order)).astype(dtype)
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, nbytes: int) -> bytearray:
+    """A stored zip member read straight into a buffer of its (checked) size."""
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    with zf.open(member) as fh:
+        got = 0
+        while got < nbytes:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise pickle.UnpicklingError(f"{member} is truncated")
+            got += n
+    return buf
 
 
 def _load_zip(source: Any, zf: zipfile.ZipFile, objects: bool) -> Any:
@@ -443,7 +471,7 @@ def _load_zip(source: Any, zf: zipfile.ZipFile, objects: bool) -> Any:
                 raise pickle.UnpicklingError(
                     f"storage {st.key!r} declares {st.numel} elements of {st.dtype} ({want} "
                     f"bytes) but holds {zinfo.file_size} bytes")
-            st.array = _frombuffer(zf.read(member), st.dtype, big_endian)
+            st.array = _frombuffer(_read_member(zf, member, want), st.dtype, big_endian)
         return st
 
     raw = zf.read(pkl[0])

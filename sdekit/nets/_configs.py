@@ -14,12 +14,13 @@ from jaxtyping import PRNGKeyArray
 from .._validate import arg_error
 from ._dit import DiT
 from ._unet import UNet
+from ._vae import AutoencoderKL
 from .equivariant._configs import ARCH as _EQUIVARIANT_ARCH
 from .equivariant._configs import EQUIVARIANT_CONFIGS
 from .equivariant._unet import EquivariantUNet
 
 #: The architectures a configuration's ``arch`` names.
-_ARCHS = {"unet": UNet, "dit": DiT, _EQUIVARIANT_ARCH: EquivariantUNet}
+_ARCHS = {"unet": UNet, "dit": DiT, "vae": AutoencoderKL, _EQUIVARIANT_ARCH: EquivariantUNet}
 
 
 NET_CONFIGS: dict[str, dict[str, Any]] = {
@@ -177,6 +178,18 @@ NET_CONFIGS: dict[str, dict[str, Any]] = {
         num_heads=4,
         mlp_ratio=2.0,
     ),
+    # Stable Diffusion's autoencoder as released (stabilityai/sd-vae-ft-ema, sd-vae-ft-mse;
+    # 83,653,863 parameters): 256 x 256 x 3 images <-> 32 x 32 x 4 latents.
+    "sd_vae": dict(
+        arch="vae",
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        norm_num_groups=32,
+        scaling_factor=0.18215,
+    ),
     **EQUIVARIANT_CONFIGS,
 }
 """Named configurations: ``name -> {"arch": "unet" | "dit", **constructor arguments}``.
@@ -221,7 +234,8 @@ def named_net(name: str, *, key: PRNGKeyArray, **overrides: Any) -> eqx.Module:
     **Arguments:**
 
     - `name`: ``"psld_cifar10"``, ``"psld_celeba64"``, ``"reflected_ddpmpp_cifar10"``,
-      ``"vdpm_cifar10"``, ``"mnist_small"``, ``"tiny"`` or ``"dit_tiny"``.
+      ``"vdpm_cifar10"``, ``"mnist_small"``, ``"tiny"``, ``"dit_tiny"`` or ``"sd_vae"``
+      (Stable Diffusion's autoencoder).
     - `key`: PRNG key for the initialisation.
     - `**overrides`: constructor arguments replacing the named values (e.g.
       ``in_channels=1, image_size=8, compute_dtype="bfloat16"``).

@@ -113,14 +113,21 @@ class DiT(AbstractNet):
       position embedding (computed for the actual grid, so other image sizes work).
     - **Time per token.** ``t`` (scalar, ``(N,)`` or aligned with ``x``) is averaged over
       channels to a time map and average-pooled over each patch, giving one time per token;
-      ``DiT``'s frequency embedding of ``time_scale * t`` then ``Linear -> SiLU -> Linear``
-      gives a per-token conditioning vector ``c`` that drives every block's adaLN modulation
-      (so ComboStoc-style per-patch times condition each token on its own time).
+      ``DiT``'s frequency embedding of ``time_shift + time_scale * t`` then
+      ``Linear -> SiLU -> Linear`` gives a per-token conditioning vector ``c`` that drives
+      every block's adaLN modulation (so ComboStoc-style per-patch times condition each token
+      on its own time).
     - **Class labels.** A ``(num_classes + 1, width)`` table; index ``num_classes`` is the null
       class (classifier-free guidance), and ``cond=None`` means all-null.
     - adaLN-zero: modulation layers and the output projection start at zero, so the network
       outputs exactly 0 at initialisation.
     - ``dropout`` (in the MLPs) is active only when ``key`` is given.
+    - **Released SiT/ComboStoc networks** (`sdekit.nets.from_torch`, arch ``"sit_dit"``) use
+      ``time_scale=-1, time_shift=1`` (the network sees SiT's time ``1 - t``: SiT's ``t = 1``
+      is data, sdekit's ``t = 0``), ``output_scale=-1`` (SiT's velocity points towards the
+      data, sdekit's ``dx/dt`` towards the noise) and ``learn_sigma=True`` (the final layer
+      also predicts DiT's variance channels, which SiT drops): the output is then sdekit's
+      velocity for [`Interpolant`][sdekit.processes.Interpolant].
     - ``compute_dtype="bfloat16"``: matmuls in bfloat16 with float32 parameters; the residual
       stream, LayerNorm statistics, softmax and output stay float32.
     """
@@ -133,12 +140,15 @@ class DiT(AbstractNet):
     num_heads: int = eqx.field(static=True)
     num_classes: int | None = eqx.field(static=True)
     time_scale: float = eqx.field(static=True)
+    time_shift: float = eqx.field(static=True)
+    output_scale: float = eqx.field(static=True)
+    learn_sigma: bool = eqx.field(static=True)
     freq_dim: int = eqx.field(static=True)
     compute_dtype: str = eqx.field(static=True)
 
     patch: Linear
-    t_mlp0: Linear
-    t_mlp1: Linear
+    t_mlp0: Linear | None
+    t_mlp1: Linear | None
     label_emb: Array | None
     blocks: list
     element_time: ElementTimeEmbedding | None
@@ -163,6 +173,9 @@ class DiT(AbstractNet):
         freq_dim: int = 256,
         compute_dtype: str = "float32",
         element_time: bool = False,
+        time_shift: float | int = 0.0,
+        output_scale: float | int = 1.0,
+        learn_sigma: bool = False,
     ):
         """**Arguments:** `in_channels`/`out_channels` (``out`` defaults to ``in``), `key`,
         `patch_size`, `width` (hidden size, a multiple of 4 and of `num_heads`), `depth`
@@ -172,7 +185,11 @@ class DiT(AbstractNet):
         `freq_dim` (frequency embedding size, 256), `compute_dtype`, `element_time`
         (ComboStoc's per-element time embedding,
         [`ElementTimeEmbedding`][sdekit.nets.ElementTimeEmbedding], instead of the averaged
-        time map: per-channel times stay distinguishable)."""
+        time map and the per-example time MLP: per-channel times stay distinguishable),
+        `time_shift` (added to ``time_scale * t``: the network embeds
+        ``time_shift + time_scale * t``), `output_scale` (the output is multiplied by it),
+        `learn_sigma` (the final layer has ``2 * out_channels`` channels per pixel, DiT's
+        learned variance in the second half, which is dropped from the output as SiT does)."""
         out_channels = in_channels if out_channels is None else out_channels
         for name, val in (
             ("in_channels", in_channels),
@@ -194,6 +211,12 @@ class DiT(AbstractNet):
             raise arg_error("dropout", dropout, "a rate in [0, 1)")
         if num_classes is not None and num_classes < 1:
             raise arg_error("num_classes", num_classes, "None or a positive integer")
+        for name, val in (("time_scale", time_scale), ("time_shift", time_shift),
+                          ("output_scale", output_scale)):
+            if isinstance(val, bool) or not np.isfinite(float(val)):
+                raise arg_error(name, val, "a finite number")
+        if not isinstance(learn_sigma, bool | np.bool_):
+            raise arg_error("learn_sigma", learn_sigma, "True or False")
         check_compute_dtype(compute_dtype)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
@@ -203,14 +226,20 @@ class DiT(AbstractNet):
         self.num_heads = int(num_heads)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.time_scale = float(time_scale)
+        self.time_shift = float(time_shift)
+        self.output_scale = float(output_scale)
+        self.learn_sigma = bool(learn_sigma)
         self.freq_dim = int(freq_dim)
         self.compute_dtype = compute_dtype
 
         keys = jax.random.split(key, depth + 5)
         p = patch_size
         self.patch = Linear(p * p * in_channels, width, key=keys[0], init="xavier")
-        self.t_mlp0 = Linear(freq_dim, width, key=keys[1], init="normal002")
-        self.t_mlp1 = Linear(width, width, key=keys[2], init="normal002")
+        if element_time:  # ComboStoc embeds time per element instead (no per-example MLP)
+            self.t_mlp0 = self.t_mlp1 = None
+        else:
+            self.t_mlp0 = Linear(freq_dim, width, key=keys[1], init="normal002")
+            self.t_mlp1 = Linear(width, width, key=keys[2], init="normal002")
         if num_classes is not None:
             self.label_emb = normal_init(keys[3], (num_classes + 1, width), 0.02)
         else:
@@ -219,11 +248,13 @@ class DiT(AbstractNet):
             DiTBlock(width, num_heads, mlp_ratio, dropout, key=keys[5 + i]) for i in range(depth)
         ]
         self.final_ada = Linear(width, 2 * width, key=keys[4], init="zeros")
-        self.final = Linear(width, p * p * out_channels, key=keys[4], init="zeros")
+        final_channels = 2 * out_channels if learn_sigma else out_channels
+        self.final = Linear(width, p * p * final_channels, key=keys[4], init="zeros")
         self.norm = LayerNorm(1e-6)
         self.element_time = ElementTimeEmbedding(
             in_channels, width, patch_size, key=jax.random.fold_in(keys[1], 1),
-            freq_dim=freq_dim, time_scale=time_scale) if element_time else None
+            freq_dim=freq_dim, time_scale=time_scale, time_shift=time_shift,
+        ) if element_time else None
 
     def __call__(
         self,
@@ -260,7 +291,10 @@ class DiT(AbstractNet):
             tm = time_map(t, x)  # (N, 1, 1) or (N, H, W)
             tm = pool_map(tm[..., None], gh, gw)[..., 0] if tm.shape[1] > 1 else tm
             tt = tm.reshape(n, -1)  # (N, 1) or (N, T)
-            emb = _timestep_embedding(self.time_scale * tt, self.freq_dim)
+            tt = self.time_scale * tt
+            if self.time_shift != 0.0:
+                tt = self.time_shift + tt
+            emb = _timestep_embedding(tt, self.freq_dim)
             cvec = self.t_mlp1(silu(self.t_mlp0(emb)))
         if labels is not None:
             cvec = cvec + self.label_emb[labels][:, None, :]
@@ -275,5 +309,11 @@ class DiT(AbstractNet):
         h = _modulate(self.norm(h), shift, scale).astype(dtype)
         out = self.final(h).astype(jnp.float32)  # (N, T, p*p*out)
         oc = self.out_channels
-        out = out.reshape(n, gh, gw, p, p, oc).transpose(0, 1, 3, 2, 4, 5)
-        return out.reshape(n, hh, ww, oc)
+        fc = 2 * oc if self.learn_sigma else oc
+        out = out.reshape(n, gh, gw, p, p, fc).transpose(0, 1, 3, 2, 4, 5)
+        out = out.reshape(n, hh, ww, fc)
+        if self.learn_sigma:
+            out = out[..., :oc]  # SiT drops DiT's learned-variance channels
+        if self.output_scale != 1.0:
+            out = self.output_scale * out
+        return out

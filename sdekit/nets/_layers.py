@@ -124,17 +124,49 @@ class Linear(eqx.Module):
         return y
 
 
+KERNEL_SYMMETRIES: tuple[str, ...] = ("C4", "D4")
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_orbits(k: int, symmetry: str) -> np.ndarray:
+    """``(k, k)`` int array: the orbit index of every kernel position under the rotations
+    (``"C4"``) or rotations and reflections (``"D4"``) of the ``k x k`` grid about its centre.
+    Orbits are numbered by their first position in row-major order (for ``k = 3``: 0 corners,
+    1 edges, 2 centre)."""
+    if symmetry not in KERNEL_SYMMETRIES:
+        raise arg_error("symmetry", symmetry, "one of " + ", ".join(map(repr, KERNEL_SYMMETRIES)))
+    idx = np.arange(k * k).reshape(k, k)
+    images = [np.rot90(idx, r) for r in range(4)]
+    if symmetry == "D4":
+        images += [np.rot90(idx.T, r) for r in range(4)]
+    orbit = -np.ones(k * k, np.int64)
+    n = 0
+    for pos in range(k * k):
+        if orbit[pos] < 0:
+            members = {int(img.ravel()[pos]) for img in images}
+            for m in members:
+                orbit[m] = n
+            n += 1
+    return orbit.reshape(k, k)
+
+
 class Conv2d(eqx.Module):
     """2-D convolution on NHWC inputs with an HWIO kernel (score_sde initialisation).
 
     ``padding`` is a pair of ``(low, high)`` pads per spatial axis; the default keeps the size
-    for odd kernels at stride 1.
+    for odd kernels at stride 1. With ``symmetry="C4"`` or ``"D4"`` the kernel is invariant
+    under the rotations (and reflections) of the grid: ``weight`` holds one ``(I, O)`` matrix
+    per orbit of kernel positions (``kernel_orbits``; 3 for a 3x3 kernel: corners, edges,
+    centre) and the kernel places them (Group-Diffusion's weight-tied ``_K`` / ``_S`` layers;
+    the convolution is then exactly equivariant on square inputs at stride 1).
     """
 
     weight: Array
     bias: Array | None
     stride: int = eqx.field(static=True)
     padding: tuple[tuple[int, int], tuple[int, int]] = eqx.field(static=True)
+    symmetry: str | None = eqx.field(static=True, default=None)
+    kernel_size: int = eqx.field(static=True, default=0)
 
     def __init__(
         self,
@@ -147,11 +179,16 @@ class Conv2d(eqx.Module):
         padding: tuple[tuple[int, int], tuple[int, int]] | None = None,
         use_bias: bool = True,
         init_scale: float | int = 1.0,
+        symmetry: str | None = None,
     ):
         k = kernel_size
         rf = k * k
+        if symmetry is None:
+            shape = (k, k, in_channels, out_channels)
+        else:
+            shape = (int(kernel_orbits(k, symmetry).max()) + 1, in_channels, out_channels)
         self.weight = variance_scaling(
-            key, (k, k, in_channels, out_channels), in_channels * rf, out_channels * rf, init_scale
+            key, shape, in_channels * rf, out_channels * rf, init_scale
         )
         self.bias = jnp.zeros((out_channels,), jnp.float32) if use_bias else None
         self.stride = stride
@@ -159,11 +196,19 @@ class Conv2d(eqx.Module):
             p = (k - 1) // 2
             padding = ((p, k - 1 - p), (p, k - 1 - p))
         self.padding = padding
+        self.symmetry = symmetry
+        self.kernel_size = int(k)
+
+    def kernel(self) -> Array:
+        """The HWIO kernel (for a symmetric conv: the orbit weights placed on the grid)."""
+        if self.symmetry is None:
+            return self.weight
+        return self.weight[jnp.asarray(kernel_orbits(self.kernel_size, self.symmetry))]
 
     def __call__(self, x: Array, *, lhs_dilation: int = 1, padding=None) -> Array:
         y = jax.lax.conv_general_dilated(
             x,
-            self.weight.astype(x.dtype),
+            self.kernel().astype(x.dtype),
             (self.stride, self.stride),
             self.padding if padding is None else padding,
             lhs_dilation=(lhs_dilation, lhs_dilation),
@@ -559,11 +604,13 @@ class Upsample(eqx.Module):
         fir: bool,
         fir_kernel: Sequence[float | int] = (1, 3, 3, 1),
         key: PRNGKeyArray,
+        symmetry: str | None = None,
     ):
         out_channels = in_channels if out_channels is None else out_channels
         self.fir = fir
         self.fir_kernel = tuple(float(v) for v in fir_kernel)
-        self.conv = Conv2d(in_channels, out_channels, 3, key=key) if with_conv else None
+        self.conv = (Conv2d(in_channels, out_channels, 3, key=key, symmetry=symmetry)
+                     if with_conv else None)
 
     def __call__(self, x: Array) -> Array:
         if not self.fir:
@@ -594,13 +641,15 @@ class Downsample(eqx.Module):
         fir: bool,
         fir_kernel: Sequence[float | int] = (1, 3, 3, 1),
         key: PRNGKeyArray,
+        symmetry: str | None = None,
     ):
         out_channels = in_channels if out_channels is None else out_channels
         self.fir = fir
         self.fir_kernel = tuple(float(v) for v in fir_kernel)
         if with_conv:
             self.conv = Conv2d(
-                in_channels, out_channels, 3, key=key, stride=2, padding=((0, 0), (0, 0))
+                in_channels, out_channels, 3, key=key, stride=2, padding=((0, 0), (0, 0)),
+                symmetry=symmetry,
             )
         else:
             self.conv = None
@@ -628,6 +677,19 @@ def sinusoidal_embedding(t: Array, dim: int, max_positions: float = 10000.0) -> 
     freqs = jnp.exp(-math.log(max_positions) / (half - 1) * jnp.arange(half, dtype=jnp.float32))
     arg = t.astype(jnp.float32)[..., None] * freqs
     emb = jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
+    if dim % 2 == 1:
+        emb = jnp.pad(emb, [(0, 0)] * (emb.ndim - 1) + [(0, 1)])
+    return emb
+
+
+def adm_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array:
+    """ADM's (guided-diffusion, DiT) sinusoidal embedding along a new last axis:
+    ``[cos(t f_k), sin(t f_k)]`` with ``f_k = max_period^(-k / (dim/2))`` (zero-padded when
+    ``dim`` is odd)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    arg = t.astype(jnp.float32)[..., None] * freqs
+    emb = jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], axis=-1)
     if dim % 2 == 1:
         emb = jnp.pad(emb, [(0, 0)] * (emb.ndim - 1) + [(0, 1)])
     return emb

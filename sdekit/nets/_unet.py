@@ -14,12 +14,14 @@ from .._validate import arg_error, check_choice
 from ._base import AbstractNet
 from ._conditioning import check_labels, pool_map, time_map
 from ._layers import (
+    KERNEL_SYMMETRIES,
     AbstractLeanLayer,
     Conv2d,
     Downsample,
     GroupNorm,
     Linear,
     Upsample,
+    adm_embedding,
     check_compute_dtype,
     check_key,
     dropout,
@@ -50,7 +52,9 @@ class ResnetBlock(AbstractLeanLayer):
     ``GN -> SiLU -> [resample] -> conv3x3 -> + Dense(SiLU(temb)) -> GN -> SiLU -> dropout ->
     conv3x3 (init_scale)``, skip through a 1x1 conv when the shape changes, output
     ``(skip + h) / sqrt(2)`` with ``skip_rescale``. With ``scale_shift_norm`` the embedding gives
-    ``(scale, shift)`` and the second norm becomes ``(1 + scale) GN(h) + shift``.
+    ``(scale, shift)`` and the second norm becomes ``(1 + scale) GN(h) + shift``. A resampling
+    ``biggan`` block has a 1x1 skip conv (score_sde) unless ``resample_skip=False`` (VDPM, ADM:
+    identity skip when the channel count is kept).
     """
 
     norm0: GroupNorm
@@ -85,16 +89,21 @@ class ResnetBlock(AbstractLeanLayer):
         skip_rescale: bool = True,
         init_scale: float | int = 0.0,
         scale_shift_norm: bool = False,
+        num_groups: int | None = None,
+        norm_eps: float = 1e-6,
+        resample_skip: bool = True,
+        conv_symmetry: str | None = None,
     ):
         out_ch = in_ch if out_ch is None else out_ch
         k0, k1, k2, k3 = jax.random.split(key, 4)
-        self.norm0 = GroupNorm(in_ch)
-        self.conv0 = Conv2d(in_ch, out_ch, 3, key=k0)
+        sym = conv_symmetry
+        self.norm0 = GroupNorm(in_ch, num_groups, norm_eps)
+        self.conv0 = Conv2d(in_ch, out_ch, 3, key=k0, symmetry=sym)
         self.dense = Linear(temb_dim, out_ch * (2 if scale_shift_norm else 1), key=k1)
-        self.norm1 = GroupNorm(out_ch)
-        self.conv1 = Conv2d(out_ch, out_ch, 3, key=k2, init_scale=init_scale)
-        needs_skip = in_ch != out_ch or (kind == "biggan" and (up or down))
-        self.skip = Conv2d(in_ch, out_ch, 1, key=k3) if needs_skip else None
+        self.norm1 = GroupNorm(out_ch, num_groups, norm_eps)
+        self.conv1 = Conv2d(out_ch, out_ch, 3, key=k2, init_scale=init_scale, symmetry=sym)
+        needs_skip = in_ch != out_ch or (kind == "biggan" and (up or down) and resample_skip)
+        self.skip = Conv2d(in_ch, out_ch, 1, key=k3, symmetry=sym) if needs_skip else None
         self.kind = kind
         self.up = up
         self.down = down
@@ -142,6 +151,7 @@ class AttnBlock(eqx.Module):
     out: Linear
     num_heads: int = eqx.field(static=True)
     skip_rescale: bool = eqx.field(static=True)
+    attn_float16: bool = eqx.field(static=True, default=False)
 
     def __init__(
         self,
@@ -151,15 +161,19 @@ class AttnBlock(eqx.Module):
         num_heads: int = 1,
         skip_rescale: bool = True,
         init_scale: float | int = 0.0,
+        num_groups: int | None = None,
+        norm_eps: float = 1e-6,
+        attn_float16: bool = False,
     ):
         kq, kk, kv, ko = jax.random.split(key, 4)
-        self.norm = GroupNorm(channels)
+        self.norm = GroupNorm(channels, num_groups, norm_eps)
         self.q = Linear(channels, channels, key=kq, init_scale=0.1)
         self.k = Linear(channels, channels, key=kk, init_scale=0.1)
         self.v = Linear(channels, channels, key=kv, init_scale=0.1)
         self.out = Linear(channels, channels, key=ko, init_scale=init_scale)
         self.num_heads = num_heads
         self.skip_rescale = skip_rescale
+        self.attn_float16 = bool(attn_float16)
 
     def __call__(self, x: Array, dtype) -> Array:
         n, hh, ww, c = x.shape
@@ -169,11 +183,31 @@ class AttnBlock(eqx.Module):
         q = self.q(h).reshape(n, hh * ww, nh, d)
         k = self.k(h).reshape(n, hh * ww, nh, d)
         v = self.v(h).reshape(n, hh * ww, nh, d)
+        if self.attn_float16:
+            a = _attention_float16(q, k, v).reshape(n, hh * ww, c).astype(dtype)
+            a = self.out(a).reshape(n, hh, ww, c)
+            return _combine(x, a, self.skip_rescale)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         w = jax.nn.softmax(logits * (d**-0.5), axis=-1).astype(dtype)
         a = jnp.einsum("bhqk,bkhd->bqhd", w, v).reshape(n, hh * ww, c)
         a = self.out(a).reshape(n, hh, ww, c)
         return _combine(x, a, self.skip_rescale)
+
+
+def _attention_float16(q: Array, k: Array, v: Array) -> Array:
+    """Attention rounded to float16 where Group-Diffusion's ``QKVAttentionLegacy`` rounds:
+    q, k, v cast to float16, each scaled by ``d^(-1/4)``, logits and the weighted sum
+    accumulated in float32 and rounded to float16, softmax in float32 rounded to float16;
+    the result is returned in float32."""
+    f16 = jnp.float16
+    scale = 1.0 / math.sqrt(math.sqrt(q.shape[-1]))
+    q16 = (q.astype(f16).astype(jnp.float32) * scale).astype(f16)
+    k16 = (k.astype(f16).astype(jnp.float32) * scale).astype(f16)
+    v16 = v.astype(f16)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q16, k16, preferred_element_type=jnp.float32)
+    w = jax.nn.softmax(logits.astype(f16).astype(jnp.float32), axis=-1).astype(f16)
+    a = jnp.einsum("bhqk,bkhd->bqhd", w, v16, preferred_element_type=jnp.float32)
+    return a.astype(f16).astype(jnp.float32)
 
 
 class _Combine(eqx.Module):
@@ -234,6 +268,7 @@ class DownLevel(eqx.Module):
     followed by attention at attention levels), then, except at the lowest resolution, the 2x
     downsampling (a ``biggan`` residual block or a ``Downsample`` layer) and the input-pyramid
     merge (``input_skip``: a ``_Combine`` 1x1 conv; ``residual``: a ``Downsample`` conv).
+    ``down_attn`` (``attn_after_resample``) is attention right after the downsampling.
 
     ``__call__`` appends every output to the skip list ``hs`` (block outputs, then the
     downsampled map), exactly the maps the up path concatenates, and returns the new input
@@ -246,6 +281,7 @@ class DownLevel(eqx.Module):
     fir: bool = eqx.field(static=True)
     fir_kernel: tuple[float, ...] = eqx.field(static=True)
     skip_rescale: bool = eqx.field(static=True)
+    down_attn: AttnBlock | None = None
 
     def __call__(self, hs: list, input_pyramid: Array | None, ctx: _Context) -> Array | None:
         for i, block in enumerate(self.blocks):
@@ -256,6 +292,8 @@ class DownLevel(eqx.Module):
         if self.down is None:
             return input_pyramid
         h = ctx.resample(self.down, hs[-1])
+        if self.down_attn is not None:
+            h = self.down_attn(h, ctx.dtype)
         if isinstance(self.pyramid, _Combine):  # progressive_input == "input_skip"
             input_pyramid = (
                 fir_downsample(input_pyramid, self.fir_kernel)
@@ -290,7 +328,9 @@ class UpLevel(eqx.Module):
     attention levels; the output-pyramid step (``output_skip``: a ``_PyramidHead`` whose output
     is added to the upsampled pyramid; ``residual``: the head at the lowest level, an
     ``Upsample`` conv merged into the features above it); then, except at the full
-    resolution, the 2x upsampling (``biggan`` residual block or ``Upsample`` layer)."""
+    resolution, the 2x upsampling (``biggan`` residual block or ``Upsample`` layer). With
+    ``attn_every_up_block`` the attention follows every block (``block_attns``, and ``attn`` is
+    None); with ``attn_after_resample`` ``up_attn`` follows the upsampling."""
 
     blocks: list
     attn: AttnBlock | None
@@ -301,12 +341,16 @@ class UpLevel(eqx.Module):
     fir: bool = eqx.field(static=True)
     fir_kernel: tuple[float, ...] = eqx.field(static=True)
     skip_rescale: bool = eqx.field(static=True)
+    block_attns: list | None = None
+    up_attn: AttnBlock | None = None
 
     def __call__(
         self, h: Array, hs: list, pyramid: Array | None, ctx: _Context
     ) -> tuple[Array, Array | None]:
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = ctx.res(block, jnp.concatenate([h, hs.pop()], axis=-1))
+            if self.block_attns is not None:
+                h = self.block_attns[i](h, ctx.dtype)
         if self.attn is not None:
             h = self.attn(h, ctx.dtype)
         if self.pyramid is not None:
@@ -321,6 +365,8 @@ class UpLevel(eqx.Module):
                 h = pyramid
         if self.up is not None:
             h = ctx.resample(self.up, h)
+        if self.up_attn is not None:
+            h = self.up_attn(h, ctx.dtype)
         return h, pyramid
 
 
@@ -328,7 +374,8 @@ _RESBLOCKS = ("biggan", "ddpm")
 _PROGRESSIVE = ("none", "output_skip", "residual")
 _PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
 _COMBINE = ("sum", "cat")
-_EMBEDDINGS = ("fourier", "positional")
+_EMBEDDINGS = ("fourier", "positional", "adm")
+_LABEL_EMBEDDINGS = ("table", "linear", "table_no_null")
 
 
 class UNet(AbstractNet):
@@ -404,6 +451,15 @@ class UNet(AbstractNet):
     center_input: bool = eqx.field(static=True)
     compute_dtype: str = eqx.field(static=True)
     attn_levels: tuple[int, ...] = eqx.field(static=True)
+    num_groups: int | None = eqx.field(static=True)
+    norm_eps: float = eqx.field(static=True)
+    head_dim: int | None = eqx.field(static=True)
+    attn_every_up_block: bool = eqx.field(static=True)
+    attn_after_resample: bool = eqx.field(static=True)
+    resample_skip: bool = eqx.field(static=True)
+    label_embedding: str = eqx.field(static=True)
+    conv_symmetry: str | None = eqx.field(static=True)
+    attn_float16: bool = eqx.field(static=True)
 
     fourier_w: Array | None
     temb0: Linear
@@ -444,6 +500,15 @@ class UNet(AbstractNet):
         scale_shift_norm: bool = False,
         center_input: bool = False,
         compute_dtype: str = "float32",
+        num_groups: int | None = None,
+        norm_eps: float = 1e-6,
+        head_dim: int | None = None,
+        attn_every_up_block: bool = False,
+        attn_after_resample: bool = False,
+        resample_skip: bool = True,
+        label_embedding: str = "table",
+        conv_symmetry: str | None = None,
+        attn_float16: bool = False,
     ):
         """**Arguments:** (defaults are score_sde's NCSN++ settings)
 
@@ -478,6 +543,30 @@ class UNet(AbstractNet):
           (VDPM/ADM style) instead of being added before it.
         - `center_input`: map ``x`` to ``2x - 1`` first (score_sde's ``data.centered=False``).
         - `compute_dtype`: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (see above).
+        - `num_groups`: GroupNorm groups (``None``: score_sde's ``min(C // 4, 32)``; VDPM and
+          ADM use 32 everywhere).
+        - `norm_eps`: GroupNorm epsilon (score_sde and VDPM 1e-6, ADM 1e-5).
+        - `head_dim`: channels per attention head (the head count then varies with the
+          level's width; ``None`` uses ``num_heads`` everywhere).
+        - `attn_every_up_block`: on the up path, attention after every residual block of an
+          attention level (VDPM, ADM) instead of once after the level's blocks (score_sde).
+        - `attn_after_resample`: attention also right after the down/up-sampling block of an
+          attention level (VDPM).
+        - `resample_skip`: give ``biggan`` resampling blocks a 1x1 skip conv (score_sde);
+          ``False`` keeps an identity skip (VDPM, ADM).
+        - `label_embedding`: ``"table"`` (one learned row per class and one for the null class)
+          or ``"linear"`` (VDPM's one-hot ``Linear``: the null class's row ``num_classes`` is a
+          bias added for every label, the others are added to it; same parameter count), or
+          ``"table_no_null"`` (ADM's ``nn.Embedding``: ``num_classes`` rows, no null class;
+          ``cond=None`` adds no label embedding).
+        - `conv_symmetry`: ``None``, ``"C4"`` or ``"D4"``: every convolution has a kernel
+          invariant under the rotations (and reflections) of the grid, parametrised by one
+          matrix per orbit of kernel positions (Group-Diffusion's weight-tied layers). With
+          ``resblock_type="biggan"``, ``fir=False`` and no input/output pyramid the network is
+          then exactly equivariant on square inputs (rotating/flipping ``x`` rotates/flips
+          the output).
+        - `attn_float16`: compute attention in float16 where Group-Diffusion's
+          ``QKVAttentionLegacy`` does (its ``qkv.half()``), to reproduce its outputs.
         """
         out_channels = in_channels if out_channels is None else out_channels
         ch_mult = tuple(int(m) for m in ch_mult)
@@ -503,6 +592,15 @@ class UNet(AbstractNet):
         check_choice("progressive_combine", progressive_combine, _COMBINE)
         check_choice("embedding_type", embedding_type, _EMBEDDINGS)
         check_compute_dtype(compute_dtype)
+        check_choice("label_embedding", label_embedding, _LABEL_EMBEDDINGS)
+        if conv_symmetry is not None:
+            check_choice("conv_symmetry", conv_symmetry, KERNEL_SYMMETRIES)
+        if num_groups is not None and int(num_groups) < 1:
+            raise arg_error("num_groups", num_groups, "None or a positive integer")
+        if not float(norm_eps) > 0:
+            raise arg_error("norm_eps", norm_eps, "a value > 0")
+        if head_dim is not None and int(head_dim) < 1:
+            raise arg_error("head_dim", head_dim, "None or a positive integer")
         if num_classes is not None and num_classes < 1:
             raise arg_error("num_classes", num_classes, "None or a positive integer")
         if len(fir_kernel) < 2:
@@ -526,11 +624,18 @@ class UNet(AbstractNet):
                 )
         attn_levels = tuple(i for i, r in enumerate(all_res) if r in attn_resolutions)
         for i in attn_levels:
-            if (nf * ch_mult[i]) % num_heads != 0:
+            width = nf * ch_mult[i]
+            if head_dim is not None:
+                if width % int(head_dim) != 0:
+                    raise arg_error(
+                        "head_dim", head_dim,
+                        f"a divisor of the {width} channels at attention level {i}",
+                    )
+            elif width % num_heads != 0:
                 raise arg_error(
                     "num_heads",
                     num_heads,
-                    f"a divisor of the {nf * ch_mult[i]} channels at attention level {i}",
+                    f"a divisor of the {width} channels at attention level {i}",
                 )
 
         self.in_channels = int(in_channels)
@@ -559,6 +664,15 @@ class UNet(AbstractNet):
         self.center_input = bool(center_input)
         self.compute_dtype = compute_dtype
         self.attn_levels = attn_levels
+        self.num_groups = None if num_groups is None else int(num_groups)
+        self.norm_eps = float(norm_eps)
+        self.head_dim = None if head_dim is None else int(head_dim)
+        self.attn_every_up_block = bool(attn_every_up_block)
+        self.attn_after_resample = bool(attn_after_resample)
+        self.resample_skip = bool(resample_skip)
+        self.label_embedding = label_embedding
+        self.conv_symmetry = conv_symmetry
+        self.attn_float16 = bool(attn_float16)
 
         keys = key_stream(key)
         temb_dim = 4 * nf
@@ -571,7 +685,8 @@ class UNet(AbstractNet):
         self.temb0 = Linear(embed_dim, temb_dim, key=next(keys))
         self.temb1 = Linear(temb_dim, temb_dim, key=next(keys))
         if num_classes is not None:
-            self.label_emb = normal_init(next(keys), (num_classes + 1, temb_dim))
+            rows = num_classes if label_embedding == "table_no_null" else num_classes + 1
+            self.label_emb = normal_init(next(keys), (rows, temb_dim))
         else:
             self.label_emb = None
 
@@ -590,23 +705,33 @@ class UNet(AbstractNet):
                 skip_rescale=skip_rescale,
                 init_scale=init_scale,
                 scale_shift_norm=scale_shift_norm,
+                num_groups=num_groups,
+                norm_eps=norm_eps,
+                resample_skip=resample_skip,
+                conv_symmetry=conv_symmetry,
             )
 
         def attn(ch):
             return AttnBlock(
                 ch,
                 key=next(keys),
-                num_heads=num_heads,
+                num_heads=num_heads if head_dim is None else ch // int(head_dim),
                 skip_rescale=skip_rescale,
                 init_scale=init_scale,
+                num_groups=num_groups,
+                norm_eps=norm_eps,
+                attn_float16=attn_float16,
             )
 
         def head(ch, out, scale):
-            return _PyramidHead(GroupNorm(ch), Conv2d(ch, out, 3, key=next(keys), init_scale=scale))
+            return _PyramidHead(
+                GroupNorm(ch, num_groups, norm_eps),
+                Conv2d(ch, out, 3, key=next(keys), init_scale=scale, symmetry=conv_symmetry),
+            )
 
         lvl_static = dict(fir=self.fir, fir_kernel=self.fir_kernel, skip_rescale=skip_rescale)
         # Built in score_sde's module order, which fixes the order of the initialisation keys.
-        self.conv_in = Conv2d(in_channels, nf, 3, key=next(keys))
+        self.conv_in = Conv2d(in_channels, nf, 3, key=next(keys), symmetry=conv_symmetry)
         input_pyramid_ch = in_channels
         hs_c = [nf]
         in_ch = nf
@@ -620,7 +745,7 @@ class UNet(AbstractNet):
                 if i_level in attn_levels:
                     attns.append(attn(in_ch))
                 hs_c.append(in_ch)
-            down, pyramid = None, None
+            down, pyramid, down_attn = None, None, None
             if i_level != num_res - 1:
                 if resblock_type == "ddpm":
                     down = Downsample(
@@ -629,12 +754,16 @@ class UNet(AbstractNet):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                 else:
                     down = resblock(in_ch, down=True)
+                if attn_after_resample and i_level in attn_levels:
+                    down_attn = attn(in_ch)
                 if progressive_input == "input_skip":
                     pyramid = _Combine(
-                        Conv2d(input_pyramid_ch, in_ch, 1, key=next(keys)), progressive_combine
+                        Conv2d(input_pyramid_ch, in_ch, 1, key=next(keys),
+                               symmetry=conv_symmetry), progressive_combine
                     )
                     if progressive_combine == "cat":
                         in_ch *= 2
@@ -646,11 +775,13 @@ class UNet(AbstractNet):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                     input_pyramid_ch = in_ch
                 hs_c.append(in_ch)
             down_levels.append(
-                DownLevel(blocks, attns if attns else None, down, pyramid, **lvl_static)
+                DownLevel(blocks, attns if attns else None, down, pyramid, **lvl_static,
+                          down_attn=down_attn)
             )
         self.down_levels = down_levels
 
@@ -662,12 +793,16 @@ class UNet(AbstractNet):
         up_levels = []
         pyramid_ch = 0
         for i_level in reversed(range(num_res)):
-            blocks = []
+            blocks, block_attns = [], []
             for _ in range(num_res_blocks + 1):
                 out_ch = nf * ch_mult[i_level]
                 blocks.append(resblock(in_ch + hs_c.pop(), out_ch))
                 in_ch = out_ch
-            level_attn = attn(in_ch) if i_level in attn_levels else None
+                if attn_every_up_block and i_level in attn_levels:
+                    block_attns.append(attn(in_ch))
+            level_attn = (
+                attn(in_ch) if i_level in attn_levels and not attn_every_up_block else None
+            )
             pyramid = None
             lowest = i_level == num_res - 1
             if progressive == "output_skip":
@@ -683,9 +818,10 @@ class UNet(AbstractNet):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                 pyramid_ch = in_ch
-            up = None
+            up, up_attn = None, None
             if i_level != 0:
                 if resblock_type == "ddpm":
                     up = Upsample(
@@ -694,9 +830,12 @@ class UNet(AbstractNet):
                         fir=fir,
                         fir_kernel=fir_kernel,
                         key=next(keys),
+                        symmetry=conv_symmetry,
                     )
                 else:
                     up = resblock(in_ch, up=True)
+                if attn_after_resample and i_level in attn_levels:
+                    up_attn = attn(in_ch)
             up_levels.append(
                 UpLevel(
                     blocks,
@@ -706,6 +845,8 @@ class UNet(AbstractNet):
                     lowest=lowest,
                     progressive=progressive,
                     **lvl_static,
+                    block_attns=block_attns if block_attns else None,
+                    up_attn=up_attn,
                 )
             )
         assert not hs_c
@@ -725,26 +866,40 @@ class UNet(AbstractNet):
                 mods.append(block)
                 if lvl.attns is not None:
                     mods.append(lvl.attns[i])
-            mods += [m for m in (lvl.down, lvl.pyramid) if m is not None]
+            mods += [m for m in (lvl.down, lvl.down_attn, lvl.pyramid) if m is not None]
         mods += [self.middle.res0, self.middle.attn, self.middle.res1]
         for lvl in self.up_levels:
-            mods += list(lvl.blocks)
-            mods += [m for m in (lvl.attn, lvl.pyramid, lvl.up) if m is not None]
+            for i, block in enumerate(lvl.blocks):
+                mods.append(block)
+                if lvl.block_attns is not None:
+                    mods.append(lvl.block_attns[i])
+            mods += [m for m in (lvl.attn, lvl.pyramid, lvl.up, lvl.up_attn) if m is not None]
         if self.head is not None:
             mods.append(self.head)
         return mods
 
-    def _embed_time(self, t: ArrayLike, x: Array, labels: Array | None) -> Array:
+    def _embed_time(
+        self, t: ArrayLike, x: Array, labels: Array | None, cond_none: bool = False
+    ) -> Array:
         tm = time_map(t, x)  # (N, h, w)
         if self.embedding_type == "fourier":
             # t <= 0 would give log t = -inf and NaNs; clamp to the smallest normal float32.
             logt = jnp.log(jnp.maximum(tm, jnp.finfo(jnp.float32).tiny))
             emb = fourier_embedding(logt, jax.lax.stop_gradient(self.fourier_w))
+        elif self.embedding_type == "adm":
+            emb = adm_embedding(self.time_scale * tm, self.nf)
         else:
             emb = sinusoidal_embedding(self.time_scale * tm, self.nf)
         temb = self.temb1(silu(self.temb0(emb)))
-        if labels is not None:
-            temb = temb + self.label_emb[labels][:, None, None, :]
+        if labels is not None and not (self.label_embedding == "table_no_null" and cond_none):
+            if self.label_embedding == "linear":  # one-hot Linear: row K is the bias
+                k = self.num_classes
+                rows = jnp.where((labels < k)[:, None], self.label_emb[jnp.minimum(labels, k - 1)],
+                                 0.0)
+                lab = self.label_emb[k] + rows
+            else:
+                lab = self.label_emb[labels]
+            temb = temb + lab[:, None, None, :]
         return temb
 
     def __call__(
@@ -767,7 +922,10 @@ class UNet(AbstractNet):
         if x.shape[1] % factor or x.shape[2] % factor:
             raise arg_error("x", f"spatial size {x.shape[1:3]}", f"H and W divisible by {factor}")
         check_key(key)
-        labels = check_labels(cond, x.shape[0], self.num_classes)
+        if self.label_embedding == "table_no_null" and cond is not None:
+            labels = check_labels(cond, x.shape[0], self.num_classes - 1)
+        else:
+            labels = check_labels(cond, x.shape[0], self.num_classes)
         x = x.astype(jnp.float32)
         dtype = jnp.dtype(self.compute_dtype)
         if key is None or self.dropout == 0.0:
@@ -775,7 +933,7 @@ class UNet(AbstractNet):
         else:  # one split for all residual blocks (fewer PRNG ops to compile than fold_in)
             n_blocks = sum(isinstance(m, ResnetBlock) for m in self.modules)
             block_keys = iter(jax.random.split(key, n_blocks))
-        ctx = _Context(self._embed_time(t, x, labels), block_keys, dtype)
+        ctx = _Context(self._embed_time(t, x, labels, cond is None), block_keys, dtype)
 
         if self.center_input:
             x = 2.0 * x - 1.0

@@ -68,7 +68,7 @@ def _prediction(prediction: Any) -> str:
 _MODULES = {"velocity": Velocity(), "noise": Eps(), "score": Score()}
 
 
-def sit_eps(path: Any, prediction: str = "velocity", *, train_eps: float | None = None,
+def sit_eps(path: Any, prediction: Any = "velocity", *, train_eps: float | None = None,
             sample_eps: float | None = None) -> tuple[float, float]:
     """``(train_eps, sample_eps)``: SiT's end-point cut-offs with its defaults.
 
@@ -95,7 +95,7 @@ def sit_eps(path: Any, prediction: str = "velocity", *, train_eps: float | None 
     return te, se
 
 
-def sit_interval(path: Any, prediction: str = "velocity", kind: str = "train", *,
+def sit_interval(path: Any, prediction: Any = "velocity", kind: str = "train", *,
                  diffusion: str = "sigma", last_step_size: float = 0.04, solver: str = "euler",
                  train_eps: float | None = None, sample_eps: float | None = None,
                  sit_convention: bool = False) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from ._checkpoint import (
     save_checkpoint as save_checkpoint,
 )
 from ._checkpoint import verify_checkpoint as verify_checkpoint
+from ._from_torch import convert_torch_checkpoint as convert_torch_checkpoint
 from ._images import image_grid as image_grid
 from ._images import save_image_grid as save_image_grid
 from ._load import load_model as load_model
@@ -98,6 +99,7 @@ __all__ = [
     "SampleWriter",
     "clean_orphan_tmp_files",
     "compare_config",
+    "convert_torch_checkpoint",
     "fingerprint",
     "global_batch",
     "load_model",
