@@ -17,6 +17,11 @@ import time
 import jax
 import jax.numpy as jnp
 
+import sdekit
+
+# before any JAX computation: XLA's own CPU convolutions for every program of the benchmark
+sdekit.perf.configure(compilation_cache=False)
+
 # The original PSLD PyTorch code (torch 2.13.0 CPU, 2 threads, float32), measured on the
 # project's 2-core machine on 2026-12-01 by ``benchmarks/pytorch_reference.py`` side by side
 # with sdekit (four rounds between 20:56 and 23:46 UTC; the mean of the four rounds' medians).

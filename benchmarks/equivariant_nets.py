@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from sdekit.nets import count_parameters
-from sdekit.nets.equivariant import EquivariantUNet, symmetrise
+from sdekit.nets.equivariant import EquivariantUNet
+from sdekit.wrappers import symmetrise
 
 
 def _nets(nf: int, size: int, key):

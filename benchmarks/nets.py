@@ -49,8 +49,7 @@ from _perf_common import (
     rss_gib,
 )
 
-import sdekit  # noqa: F401  (first: the XLA:CPU flag policy of sdekit.perf)
-from sdekit.nets import NET_CONFIGS, count_parameters, lean_gradients, named_net
+from sdekit.nets import NET_CONFIGS, count_parameters, named_net, with_lean_gradients  # noqa: E402
 from sdekit.perf import trim_host_memory
 
 
@@ -71,14 +70,15 @@ def _setup(name: str, batch: int, dtype: str):
 
 
 # GroupNorm and dropout gradients of the forward+backward program: "lean" as sdekit's train step
-# traces its loss (sdekit.nets.lean_gradients), or "plain" autodiff (--gradients plain)
+# differentiates its model (sdekit.nets.with_lean_gradients), or "plain" autodiff
+# (--gradients plain)
 LEAN_GRADIENTS = {"lean": True}
 
 
 def _loss(static):
     def loss(p, x, t, k):
-        with lean_gradients(LEAN_GRADIENTS["lean"]):
-            return jnp.mean(eqx.combine(p, static)(x, t, key=k) ** 2)
+        net = with_lean_gradients(eqx.combine(p, static), LEAN_GRADIENTS["lean"])
+        return jnp.mean(net(x, t, key=k) ** 2)
 
     return loss
 
@@ -231,7 +231,8 @@ def main(argv=None) -> list[str]:
         default="lean",
         choices=["lean", "plain"],
         help="GroupNorm and dropout gradients in the forward+backward program: 'lean' as "
-        "sdekit's train step uses them (sdekit.nets.lean_gradients; default) or 'plain' autodiff",
+        "sdekit's train step uses them (sdekit.nets.with_lean_gradients; default) or 'plain' "
+             "autodiff",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small and tiny only, batch 8, 2 rounds"

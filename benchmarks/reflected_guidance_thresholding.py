@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 
 import sdekit as sk  # noqa: E402
 from sdekit.processes import heat_kernel_log_density, heat_kernel_score  # noqa: E402
-from sdekit.sampling import ClassifierFreeGuidance, ReflectedPC  # noqa: E402
+from sdekit.sampling import ReflectedPC  # noqa: E402
+from sdekit.wrappers import ClassifierFreeGuidance  # noqa: E402
 
 ATOMS = jnp.array([0.03, 0.5, 0.97])
 W = jnp.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import jax.random as jr
 
 import sdekit as sk
+
+sk.perf.configure(compilation_cache=False)  # before any JAX computation
 from sdekit.sampling import (
     DDIM,
     ODE,

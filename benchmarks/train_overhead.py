@@ -69,7 +69,7 @@ from _perf_common import (  # noqa: E402
 )
 
 import sdekit.train as st  # noqa: E402
-from sdekit.nets import lean_gradients  # noqa: E402
+from sdekit.nets import with_lean_gradients  # noqa: E402
 
 
 class LocalMLP(eqx.Module):
@@ -121,8 +121,9 @@ def bench(name: str, batch: int, steps: int, devices: int | None = None) -> dict
     )
 
     def fwd_bwd(p, k, xb):
-        with lean_gradients():  # as the train step traces its loss (lean_gradients=True)
-            return jax.value_and_grad(lambda q: objective(eqx.combine(q, static), k, xb))(p)
+        # the lean copy, as the train step differentiates it (lean_gradients=True)
+        return jax.value_and_grad(
+            lambda q: objective(with_lean_gradients(eqx.combine(q, static)), k, xb))(p)
 
     bare_c = jax.jit(fwd_bwd).lower(params, key, gx["image"]).compile()
 

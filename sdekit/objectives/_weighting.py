@@ -71,7 +71,8 @@ class AbstractWeighting(eqx.Module):
         """Equal to the same weighting (same parameters) and to its shorthand names."""
         if isinstance(other, str):
             return other in self.names
-        return type(other) is type(self) and repr(other) == repr(self)
+        same = isinstance(other, type(self)) and isinstance(self, type(other))
+        return same and repr(other) == repr(self)
 
     def __hash__(self) -> int:
         return hash(repr(self))

@@ -53,7 +53,8 @@ class AbstractGrid(eqx.Module):
         """Equal to the same grid (same parameters) and to its shorthand name."""
         if isinstance(other, str):
             return other == self.name
-        return type(other) is type(self) and jax.tree.leaves(other) == jax.tree.leaves(self)
+        same = isinstance(other, type(self)) and isinstance(self, type(other))
+        return same and jax.tree.leaves(other) == jax.tree.leaves(self)
 
     def __hash__(self) -> int:
         return hash(self.name)
