@@ -8,7 +8,7 @@ formats; `evaluate` for all of it in one call. Without any pretrained network: M
 Wasserstein, energy distance and a Fréchet distance on any feature function. Command line:
 ``python -m sdekit.metrics --help``.
 
-scipy is imported only when a Fréchet distance is computed, so importing this is cheap.
+scipy is imported only for the tools' matrix square root (``sqrtm``), so importing this is cheap.
 """
 
 from ._evaluate import evaluate as evaluate

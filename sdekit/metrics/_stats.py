@@ -133,8 +133,6 @@ def covariance_term(sigma1: Any, sigma2: Any, *, method: str = "sqrtm",
             round-off; equal to the others to round-off).
         eps: the ``sqrtm`` fallback's diagonal offset.
     """
-    from scipy import linalg
-
     sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     d = sigma1.shape[0]
@@ -156,6 +154,8 @@ def covariance_term(sigma1: Any, sigma2: Any, *, method: str = "sqrtm",
     if method == "eigvals":
         ev = np.linalg.eigvals(sigma1.dot(sigma2)).astype(np.complex128)
         return traces - 2.0 * float(np.sum(np.sqrt(ev)).real)
+    from scipy import linalg  # only here: importing sdekit.metrics stays free of scipy
+
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.all(np.isfinite(covmean)):
         offset = np.eye(d) * eps
