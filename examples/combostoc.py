@@ -5,7 +5,7 @@ Trains one small DiT per time mode on the same data with the same budget: the Si
 or per-element time, half-mixed and blended, with the compensated velocity target). Each model
 then (1) samples images with the probability-flow ODE and (2) inpaints the right half of
 held-out images given the left half, with every pixel on its own schedule
-(`sdekit.sampling.sample_async`: the left half is held fixed, the right half runs from noise).
+(`sdekit.sampling.AsyncGeneration`: the left half is held fixed, the right half runs from noise).
 
     python examples/combostoc.py --out runs/combostoc                 # MNIST (idx files)
     python examples/combostoc.py --modes baseline,all --steps 20000
@@ -143,7 +143,7 @@ def run_mode(args, mode, images, held_out, out) -> dict:
     import sdekit as sk
     from sdekit.data import make_pipeline
     from sdekit.nets import DiT
-    from sdekit.sampling import ODE, sample, sample_async
+    from sdekit.sampling import ODE, AsyncGeneration, sample
     from sdekit.train import fit, make_optimizer, save_image_grid
 
     out.mkdir(parents=True, exist_ok=True)
@@ -169,8 +169,9 @@ def run_mode(args, mode, images, held_out, out) -> dict:
     # asynchronous generation: keep the left half of each held-out image, generate the right
     truth = jnp.asarray(held_out[:n])
     keep = jnp.zeros(truth.shape, bool).at[:, :, : size // 2].set(True)
-    inp = sample_async(jr.key(args.seed + 3), process, model, truth, keep=keep,
-                       num_steps=args.sample_steps, method="ode", solver="heun")
+    inp = sample(jr.key(args.seed + 3), process, model, truth.shape, prediction="velocity",
+                 method=ODE(num_steps=args.sample_steps, solver="heun"),
+                 condition=AsyncGeneration(truth, keep=keep))
     gen = np.asarray(inp.samples)
     masked = np.where(np.asarray(keep), np.asarray(truth), -1.0)
     save_image_grid(_to_unit(np.concatenate([masked, gen, np.asarray(truth)])),

@@ -214,7 +214,7 @@ def _process(cfg: dict):
 
 def _model(cfg: dict, process, key):
     from sdekit.nets import named_net
-    from sdekit.objectives import SigmaScaledScore
+    from sdekit.wrappers import SigmaScaledScore
 
     net = named_net(cfg["net"], key=key, in_channels=3, out_channels=3, **cfg["net_overrides"])
     return SigmaScaledScore(net, process)

@@ -167,11 +167,11 @@ def run(args: argparse.Namespace) -> dict:
 
     import sdekit as sk
     from sdekit.data import load_rotated_mnist, make_pipeline, transform_once
-    from sdekit.nets.equivariant import equivariance_error, get_group, symmetrise
+    from sdekit.nets.equivariant import equivariance_error, get_group
     from sdekit.objectives import DSM, EqvReg, LogNormalTime, ema_target
-    from sdekit.parameterisation import Precond
     from sdekit.sampling import PredictionFn
     from sdekit.train import save_image_grid
+    from sdekit.wrappers import Precond, symmetrise
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> dict:
         cond = None if num_classes is None else y
         def loss_fn(m):
             if weight > 0:
-                return objective(m, key, x, cond, target=target)
+                return objective(m, key, x, cond, aux=target)
             return objective(m, key, x, cond)
 
         loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> dict:
     def draw(z, cond):
         fn = PredictionFn(process, denoiser, "x0", cond)
         x, _ = sampler.solve(k_sample, fn, z, float(process.t0))
-        if not getattr(sampler, "returns_x0", False):
+        if not sampler.returns_x0:
             x = fn.x0(x, float(process.t0))
         return x
 

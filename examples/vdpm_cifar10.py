@@ -323,8 +323,8 @@ def prediction_of(cfg: dict) -> str:
 def _both_heads_cls():
     import equinox as eqx
 
-    from sdekit._errors import broadcast_time
     from sdekit._model import call_model
+    from sdekit._validate import broadcast_time
 
     class BothHeads(eqx.Module):
         """Salimans & Ho's "x & eps" output: ``x0 = sigma^2 x0_head + alpha^2 x0(eps_head)``."""
@@ -351,126 +351,17 @@ def BothHeads(net, process):  # noqa: N802 - a constructor
 # ------------------------------------------------------------------------------- objectives
 
 
-def approx_std_normal_cdf(z):
-    """The tanh approximation of the normal CDF used by the reference (and DDPM)."""
-    import jax.numpy as jnp
-
-    return 0.5 * (1.0 + jnp.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3)))
-
-
-def discretized_gaussian_nll_bpd(x0, mean, log_var):
-    """``-log p(x0)`` per example in bits/dim under a Gaussian discretised to 256 bins in [-1, 1]
-    (edge bins to +-inf; tanh CDF; 1e-12 floor), spec §4.2."""
-    import jax.numpy as jnp
-
-    inv_std = jnp.exp(-0.5 * log_var)
-    c = x0 - mean
-    cdf_plus = approx_std_normal_cdf(inv_std * (c + 1.0 / 255.0))
-    cdf_min = approx_std_normal_cdf(inv_std * (c - 1.0 / 255.0))
-    log_cdf_plus = jnp.log(jnp.maximum(cdf_plus, 1e-12))
-    log_1m_cdf_min = jnp.log(jnp.maximum(1.0 - cdf_min, 1e-12))
-    log_delta = jnp.log(jnp.maximum(cdf_plus - cdf_min, 1e-12))
-    logp = jnp.where(x0 < -0.999, log_cdf_plus, jnp.where(x0 > 0.999, log_1m_cdf_min, log_delta))
-    return -jnp.mean(logp.reshape(logp.shape[0], -1), axis=-1) / math.log(2.0)
-
-
-def gaussian_kl_bpd(mean1, log_var1, mean2, log_var2):
-    """KL(N(mean1, e^lv1) || N(mean2, e^lv2)) averaged over dims, in bits/dim, per example."""
-    import jax.numpy as jnp
-
-    kl = 0.5 * (-1.0 + log_var2 - log_var1 + jnp.exp(log_var1 - log_var2)
-                + (mean1 - mean2) ** 2 * jnp.exp(-log_var2))
-    kl = jnp.broadcast_to(kl, jnp.broadcast_shapes(jnp.shape(kl), jnp.shape(mean1)))
-    return jnp.mean(kl.reshape(kl.shape[0], -1), axis=-1) / math.log(2.0)
-
-
 def vlb_terms(process, x0, x_t, x0_hat, t, s, variance="fixed_large", intp_frac=0.0):
-    """``(kl, decoder_nll)`` per example in bits/dim for the step ``t -> s`` (spec §4.2): the KL
-    between the true posterior (fixed_small) and the model's (``variance``), and the decoder
-    NLL of ``x0`` under mean ``x0_hat`` and the model's log-variance."""
-    import jax.numpy as jnp
+    """The variational bound's terms (``sdekit.objectives.vlb_terms``)."""
+    from sdekit.objectives import vlb_terms as terms
 
-    from sdekit.sampling import posterior_coefficients
-
-    def per_example(v):
-        v = jnp.asarray(v, x_t.dtype)
-        return v.reshape(v.shape + (1,) * (x_t.ndim - v.ndim)) if v.ndim else v
-
-    c_xt, c_x0, lv_true = posterior_coefficients(process, t, s, "fixed_small", dtype=x_t.dtype)
-    _, _, lv_model = posterior_coefficients(process, t, s, variance, intp_frac, dtype=x_t.dtype)
-    c_xt, c_x0, lv_true, lv_model = map(per_example, (c_xt, c_x0, lv_true, lv_model))
-    mean_true = c_xt * x_t + c_x0 * x0
-    mean_model = c_xt * x_t + c_x0 * x0_hat
-    kl = gaussian_kl_bpd(mean_true, lv_true, mean_model, lv_model)
-    nll = discretized_gaussian_nll_bpd(x0, x0_hat, jnp.broadcast_to(lv_model, x0.shape))
-    return kl, nll
+    return terms(process, x0, x_t, x0_hat, t, s, variance, intp_frac)
 
 
 def _objective_classes():
-    import equinox as eqx
-    import jax.numpy as jnp
-    import jax.random as jr
+    from sdekit.objectives import VLB, DiscreteTime, LabelDropout
 
-    from sdekit._model import call_model
-    from sdekit.objectives import AbstractTimeSampler
-    from sdekit.parameterisation import convert
-    from sdekit.sampling import drop_labels
-
-    class DiscreteTime(AbstractTimeSampler):
-        """``t = (k + 1) / T``, ``k ~ U{0, ..., T - 1}`` (the reference's ``train_timesteps``)."""
-
-        num_timesteps: int = 1000
-
-        def draw(self, key, shape):
-            k = jr.randint(key, shape, 0, self.num_timesteps)
-            return (k + 1).astype(jnp.float32) / self.num_timesteps
-
-    class VLBLoss(eqx.Module):
-        """One sampled term of the variational bound in bits/dim (``--loss-type kl``).
-
-        ``t`` is snapped up to the sampling grid ``1/T_s, ..., 1`` and ``s = t - 1/T_s``; the
-        term is the posterior KL for ``s > 0`` and the discretised decoder NLL for ``s = 0``.
-        """
-
-        process: eqx.Module
-        prediction: str
-        num_timesteps: int
-        variance: str = "fixed_large"
-        intp_frac: float = 0.0
-        time_sampler: AbstractTimeSampler | None = None
-
-        def __call__(self, model, key, x0, cond=None):
-            k_t, k_eps, k_drop = jr.split(key, 3)
-            n = self.num_timesteps
-            ts = self.time_sampler if self.time_sampler is not None else DiscreteTime(n)
-            t = ts(k_t, x0.shape)
-            t = jnp.clip(jnp.ceil(t * n), 1, n) / n
-            s = jnp.maximum(t - 1.0 / n, 0.0)
-            eps = jr.normal(k_eps, x0.shape, x0.dtype)
-            x_t = self.process.perturb(x0, t, eps)
-            out = call_model(model, x_t, t, cond, k_drop)
-            x0_hat = convert(self.process, out, x_t, t, source=self.prediction, target="x0")
-            s_safe = jnp.where(s > 0, s, 0.5 / n)
-            kl, _ = vlb_terms(self.process, x0, x_t, x0_hat, t, s_safe, self.variance,
-                              self.intp_frac)
-            _, nll = vlb_terms(self.process, x0, x_t, x0_hat, t, s, self.variance,
-                               self.intp_frac)
-            return jnp.mean(jnp.where(s > 0, kl, nll))
-
-    class LabelDropout(eqx.Module):
-        """Classifier-free training: each label becomes the null label with probability p."""
-
-        objective: eqx.Module
-        p_uncond: float
-        null_label: int
-
-        def __call__(self, model, key, x0, cond=None):
-            k1, k2 = jr.split(key)
-            if cond is not None and self.p_uncond > 0:
-                cond = drop_labels(k1, cond, self.p_uncond, self.null_label)
-            return self.objective(model, k2, x0, cond)
-
-    return DiscreteTime, VLBLoss, LabelDropout
+    return DiscreteTime, VLB, LabelDropout
 
 
 def make_objective(cfg: dict, process):
@@ -513,7 +404,7 @@ def make_sampler(cfg: dict, method: str, steps: int, *, variance=None, intp_frac
 def guided_model(cfg: dict, process, net, w: float):
     """VDPM's guidance: each branch's x0 is clipped, then ``(1 + w) x0_c - w x0_u`` (the same as
     guiding the posterior means); the null label is ``num_classes``."""
-    from sdekit.sampling import ClassifierFreeGuidance
+    from sdekit.wrappers import ClassifierFreeGuidance
 
     return ClassifierFreeGuidance(net, w=float(w), null_label=int(cfg["num_classes"]),
                                   process=process, prediction=prediction_of(cfg), clip_x0=1.0)

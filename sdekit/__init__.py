@@ -1,93 +1,80 @@
 """sdekit: continuous-time diffusion generative models in JAX.
 
-Processes are re-exported here; the subpackages are ``sdekit.processes``,
-``sdekit.parameterisation``, ``sdekit.objectives``, ``sdekit.sampling``, ``sdekit.nets``,
-``sdekit.train``, ``sdekit.data`` and ``sdekit.metrics``.
+The forward processes and the two entry points `sample` and `log_likelihood` are re-exported
+here; the subpackages are `sdekit.processes`, `sdekit.parameterisation`, `sdekit.wrappers`,
+`sdekit.objectives`, `sdekit.sampling`, `sdekit.nets`, `sdekit.train`, `sdekit.data`,
+`sdekit.metrics`, `sdekit.io` and `sdekit.perf`. Importing sdekit changes nothing in the process
+(no environment variable, no file, no JAX setting); `sdekit.perf.configure()` applies the
+performance settings explicitly.
 """
 
-# First, before anything could initialise a JAX backend: may append the XLA:CPU convolution
-# flag to XLA_FLAGS (see sdekit.perf; opt out with SDEKIT_XLA_CPU_FLAGS=0).
-from . import perf as perf
-
-# isort: split
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from . import (
-    data as data,
-)
-from . import (
-    io as io,
-)
-from . import (
-    metrics as metrics,
-)
-from . import (
-    nets as nets,
-)
-from . import (
-    objectives as objectives,
-)
-from . import (
-    parameterisation as parameterisation,
-)
-from . import (
-    processes as processes,
-)
-from . import (
-    sampling as sampling,
-)
-from . import (
-    train as train,
+    data,
+    io,
+    metrics,
+    nets,
+    objectives,
+    parameterisation,
+    perf,
+    processes,
+    sampling,
+    train,
+    wrappers,
 )
 from .processes import (
-    CLD as CLD,
+    CLD,
+    EDM,
+    PSLD,
+    VE,
+    VP,
+    AbstractAffineGaussianProcess,
+    AbstractClosedFormTransitionProcess,
+    AbstractGaussianProcess,
+    AbstractLinearSDE,
+    AbstractProcess,
+    Interpolant,
+    LinearSDE,
+    LogSNR,
+    ReflectedVE,
+    SubVP,
 )
-from .processes import (
-    EDM as EDM,
-)
-from .processes import (
-    PSLD as PSLD,
-)
-from .processes import (
-    VE as VE,
-)
-from .processes import (
-    VP as VP,
-)
-from .processes import (
-    AbstractAffineGaussianProcess as AbstractAffineGaussianProcess,
-)
-from .processes import (
-    AbstractClosedFormTransitionProcess as AbstractClosedFormTransitionProcess,
-)
-from .processes import (
-    AbstractGaussianProcess as AbstractGaussianProcess,
-)
-from .processes import (
-    AbstractLinearSDE as AbstractLinearSDE,
-)
-from .processes import (
-    AbstractProcess as AbstractProcess,
-)
-from .processes import (
-    Interpolant as Interpolant,
-)
-from .processes import (
-    LinearSDE as LinearSDE,
-)
-from .processes import (
-    LogSNR as LogSNR,
-)
-from .processes import (
-    ReflectedVE as ReflectedVE,
-)
-from .processes import (
-    SubVP as SubVP,
-)
-from .sampling import log_likelihood as log_likelihood
-from .sampling import sample as sample
+from .sampling import log_likelihood, sample
 
 try:
-    __version__ = version("sdekit")
-except PackageNotFoundError:  # pragma: no cover
+    __version__ = _version("sdekit")
+except _PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
+
+__all__ = [
+    "CLD",
+    "EDM",
+    "PSLD",
+    "VE",
+    "VP",
+    "AbstractAffineGaussianProcess",
+    "AbstractClosedFormTransitionProcess",
+    "AbstractGaussianProcess",
+    "AbstractLinearSDE",
+    "AbstractProcess",
+    "Interpolant",
+    "LinearSDE",
+    "LogSNR",
+    "ReflectedVE",
+    "SubVP",
+    "data",
+    "io",
+    "log_likelihood",
+    "metrics",
+    "nets",
+    "objectives",
+    "parameterisation",
+    "perf",
+    "processes",
+    "sample",
+    "sampling",
+    "train",
+    "wrappers",
+]

@@ -1,32 +1,31 @@
-"""Performance settings: XLA:CPU convolution flag and the persistent compilation cache.
+"""Performance settings, applied explicitly: nothing here runs when sdekit is imported.
 
-**The XLA:CPU convolution flag.** jaxlib's CPU backend (0.8 and later) runs single
+**The XLA:CPU convolution setting.** jaxlib's CPU backend (0.8 and later) runs single
 convolutions through YNNPACK, whose weight-gradient and large 3x3 kernels were measured
-2-4x slower than XLA's own (see the docs' performance page). On import, sdekit appends
-[`XLA_CPU_FLAG`][sdekit.perf.XLA_CPU_FLAG] to the ``XLA_FLAGS`` environment variable when all
-of these hold (see [`configure_xla_cpu`][sdekit.perf.configure_xla_cpu]):
+2-4x slower than XLA's own (see the docs' performance page). sdekit turns them off in two ways:
 
-- ``SDEKIT_XLA_CPU_FLAGS`` is not ``0`` / ``false`` / ``no`` / ``off`` (the opt-out);
-- the user's ``XLA_FLAGS`` does not mention ``xla_cpu_experimental_ynn_fusion_type`` (a user
-  setting always wins, whatever its value);
-- JAX's platforms (``JAX_PLATFORMS`` / ``jax_platforms``) are unset or include ``cpu``;
-- JAX has not yet initialised a backend (XLA reads ``XLA_FLAGS`` once, at that moment; setting
-  it later would change nothing, so sdekit does not touch it);
-- the installed jaxlib knows the flag and its value (checked once per jaxlib build by looking
-  for both names in its shared library, and cached): XLA aborts the process on an unknown
-  flag, so a jaxlib that dropped this experimental flag simply does not get it.
+- [`compiler_options`][sdekit.perf.compiler_options]: the per-program XLA option
+  (``xla_cpu_experimental_ynn_fusion_type`` without ``INDIVIDUAL_CONVOLUTION``) that
+  [`fit`][sdekit.train.fit] compiles its training step with. It changes nothing else in the
+  process and works after JAX has started.
+- [`configure`][sdekit.perf.configure] (call it first thing in a script, before any JAX
+  computation; the examples and benchmarks do): appends
+  [`XLA_CPU_FLAG`][sdekit.perf.XLA_CPU_FLAG] to ``XLA_FLAGS`` so that every program of the
+  process (sampling included) gets it, and turns on the persistent compilation cache.
 
-The flag only changes which CPU kernels run convolutions (same maths, float32 round-off
-differences); GPU and TPU backends ignore it.
+Either is skipped when ``SDEKIT_XLA_CPU_FLAGS`` is ``0``/``false``/``no``/``off``, when the
+user's ``XLA_FLAGS`` already mention the option (a user setting always wins), when JAX's
+platforms exclude the CPU, or when the installed jaxlib does not know the option. The setting
+only changes which CPU kernels run convolutions (same maths, float32 round-off differences).
 
 **Host memory after compiling.** XLA's compiler frees what it allocated, but glibc keeps the
 freed pages in the process (measured: 1.1 GiB left in RSS after compiling the PSLD CIFAR-10
 network's training step). [`trim_host_memory`][sdekit.perf.trim_host_memory] hands them back
-to the operating system; [`fit`][sdekit.train.fit] calls it once the first step (the compile)
-has run, so the compile's memory does not stack on top of the training step's.
+to the operating system; `fit` calls it once its step is compiled.
 
 **Compilation cache.** [`enable_compilation_cache`][sdekit.perf.enable_compilation_cache] turns
-on JAX's persistent compilation cache (the examples call it unless ``--no-compile-cache``).
+on JAX's persistent compilation cache in a directory of your choice (for a shared cache, point
+``JAX_COMPILATION_CACHE_DIR`` or ``SDEKIT_CACHE_DIR`` at a shared folder).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ import hashlib
 import json
 import os
 import pathlib
+from typing import Any
 
 import jax
 
@@ -46,6 +46,8 @@ __all__ = [
     "XLA_CPU_FLAG_STATUS",
     "add_compilation_cache_flag",
     "compilation_cache_from_args",
+    "compiler_options",
+    "configure",
     "configure_xla_cpu",
     "default_cache_dir",
     "enable_compilation_cache",
@@ -53,16 +55,19 @@ __all__ = [
 ]
 
 XLA_CPU_FLAG: str = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-"""The flag sdekit appends to ``XLA_FLAGS`` on CPU (XLA's own convolution kernels instead of
-YNNPACK's single-convolution fusions)."""
+"""The flag [`configure`][sdekit.perf.configure] appends to ``XLA_FLAGS`` on CPU (XLA's own
+convolution kernels instead of YNNPACK's single-convolution fusions)."""
 
 _FLAG_NAME = "xla_cpu_experimental_ynn_fusion_type"
 _NEEDLES = (_FLAG_NAME.encode(), b"LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION")
 _OPT_OUT = "SDEKIT_XLA_CPU_FLAGS"
+#: The default fusion set (individual dots and convolutions, reductions) without convolutions:
+#: the compile-option form of `XLA_CPU_FLAG` (checked equal on the optimised HLO).
+_COMPILER_OPTIONS = {_FLAG_NAME: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
-XLA_CPU_FLAG_STATUS: dict = {"applied": False, "reason": "not checked yet"}
-"""What [`configure_xla_cpu`][sdekit.perf.configure_xla_cpu] did at import: ``applied``
-(bool) and ``reason`` (why, in words)."""
+XLA_CPU_FLAG_STATUS: dict = {"applied": False, "reason": "configure() not called"}
+"""What [`configure_xla_cpu`][sdekit.perf.configure_xla_cpu] did: ``applied`` (bool) and
+``reason`` (why, in words)."""
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -72,6 +77,17 @@ def default_cache_dir() -> pathlib.Path:
         return pathlib.Path(base)
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(xdg) / "sdekit"
+
+
+def _opted_out() -> bool:
+    return os.environ.get(_OPT_OUT, "").strip().lower() in ("0", "false", "no", "off")
+
+
+def _cpu_excluded() -> str | None:
+    platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
+    if platforms and "cpu" not in [p.strip() for p in platforms.split(",")]:
+        return platforms
+    return None
 
 
 def _jaxlib_libraries() -> list[pathlib.Path]:
@@ -106,7 +122,8 @@ def _scan(libs: list[pathlib.Path]) -> bool:
 
 def _jaxlib_knows_flag() -> bool:
     """Whether the installed jaxlib's shared libraries contain the flag and its value (cached
-    per library set: path, size and modification time)."""
+    per library set: path, size and modification time). XLA aborts the process on an unknown
+    flag in ``XLA_FLAGS``, so this is checked before the flag is set."""
     libs = _jaxlib_libraries()
     ident = hashlib.sha256(
         json.dumps([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in libs]).encode()
@@ -128,36 +145,33 @@ def _jaxlib_knows_flag() -> bool:
 def _backends_initialised() -> bool:
     from jax._src import xla_bridge
 
-    check = getattr(xla_bridge, "backends_are_initialized", None)
-    if check is not None:
-        return bool(check())
-    return bool(getattr(xla_bridge, "_backends", {}))
+    return bool(xla_bridge.backends_are_initialized())
 
 
 def configure_xla_cpu() -> bool:
     """Append [`XLA_CPU_FLAG`][sdekit.perf.XLA_CPU_FLAG] to ``XLA_FLAGS`` if it is safe and
-    useful (the conditions are listed in the module docstring); called on ``import sdekit``.
+    useful (see the module docstring); it must run before JAX starts its backend (XLA reads
+    ``XLA_FLAGS`` once, then), and never does once it has.
 
     Returns whether the flag was appended now;
     [`XLA_CPU_FLAG_STATUS`][sdekit.perf.XLA_CPU_FLAG_STATUS] records the reason either way.
-    Opt out with ``SDEKIT_XLA_CPU_FLAGS=0`` before importing sdekit.
     """
 
     def done(applied: bool, reason: str) -> bool:
         XLA_CPU_FLAG_STATUS.update(applied=applied, reason=reason)
         return applied
 
-    if os.environ.get(_OPT_OUT, "").strip().lower() in ("0", "false", "no", "off"):
+    if _opted_out():
         return done(False, f"opted out with {_OPT_OUT}")
     user = os.environ.get("XLA_FLAGS", "")
     if _FLAG_NAME in user:
         already = XLA_CPU_FLAG in user.split()
         return done(already, "already in XLA_FLAGS" if already else "user's XLA_FLAGS set it")
-    platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
-    if platforms and "cpu" not in [p.strip() for p in platforms.split(",")]:
-        return done(False, f"JAX platforms {platforms!r} exclude cpu")
+    excluded = _cpu_excluded()
+    if excluded:
+        return done(False, f"JAX platforms {excluded!r} exclude cpu")
     if _backends_initialised():
-        return done(False, "a JAX backend was initialised before sdekit was imported")
+        return done(False, "a JAX backend was initialised before configure() was called")
     try:
         known = _jaxlib_knows_flag()
     except OSError as e:  # unreadable install: do not guess
@@ -166,6 +180,27 @@ def configure_xla_cpu() -> bool:
         return done(False, "this jaxlib does not know the flag")
     os.environ["XLA_FLAGS"] = (user + " " + XLA_CPU_FLAG).strip()
     return done(True, "appended to XLA_FLAGS")
+
+
+_OPTIONS_OK: dict[str, bool] = {}
+
+
+def compiler_options() -> dict[str, str]:
+    """The XLA compile options for the programs sdekit compiles itself (`fit`'s training
+    step): XLA's own CPU convolutions instead of YNNPACK's. Empty when the process already
+    has the setting in ``XLA_FLAGS``, when opted out (``SDEKIT_XLA_CPU_FLAGS=0``), off CPU,
+    or when this jaxlib does not know the option (tested once with a tiny compile)."""
+    if _opted_out() or _FLAG_NAME in os.environ.get("XLA_FLAGS", "") or _cpu_excluded():
+        return {}
+    if jax.default_backend() != "cpu":
+        return {}
+    if "ok" not in _OPTIONS_OK:
+        try:
+            jax.jit(lambda x: x + 1).lower(1.0).compile(compiler_options=dict(_COMPILER_OPTIONS))
+            _OPTIONS_OK["ok"] = True
+        except Exception:  # noqa: BLE001 - any rejection means: do not use the option
+            _OPTIONS_OK["ok"] = False
+    return dict(_COMPILER_OPTIONS) if _OPTIONS_OK["ok"] else {}
 
 
 def enable_compilation_cache(
@@ -181,7 +216,8 @@ def enable_compilation_cache(
 
     - `enabled`: ``False`` does nothing (for a ``--no-compile-cache`` flag).
     - `cache_dir`: the directory; default ``$JAX_COMPILATION_CACHE_DIR`` if set, else
-      ``default_cache_dir() / "jax"``.
+      ``default_cache_dir() / "jax"``. A directory shared between machines or users works the
+      same way (every entry is keyed by the program, the jaxlib and the devices).
     - `min_compile_time_secs`: only programs that took at least this long to compile are
       stored.
 
@@ -201,6 +237,27 @@ def enable_compilation_cache(
     return path
 
 
+def configure(*, xla_cpu: bool = True, compilation_cache: bool = True,
+              cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Apply sdekit's performance settings to this process; call it first thing in a script,
+    before any JAX computation (the examples do).
+
+    **Arguments:**
+
+    - `xla_cpu`: append the XLA:CPU convolution flag
+      ([`configure_xla_cpu`][sdekit.perf.configure_xla_cpu]).
+    - `compilation_cache`: turn on the persistent compilation cache
+      ([`enable_compilation_cache`][sdekit.perf.enable_compilation_cache]).
+    - `cache_dir`: the compilation cache's directory (default ``~/.cache/sdekit/jax``).
+
+    **Returns:** ``{"xla_cpu": XLA_CPU_FLAG_STATUS, "compilation_cache": directory or None}``.
+    """
+    if xla_cpu:
+        configure_xla_cpu()
+    path = enable_compilation_cache(compilation_cache, cache_dir)
+    return {"xla_cpu": dict(XLA_CPU_FLAG_STATUS), "compilation_cache": path}
+
+
 def add_compilation_cache_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Add ``--no-compile-cache`` and ``--compile-cache-dir DIR`` to an example's parser (or
     argument group); after parsing, call
@@ -215,19 +272,15 @@ def add_compilation_cache_flag(parser: argparse.ArgumentParser | argparse._Argum
         "--compile-cache-dir",
         default=None,
         help="directory of the compilation cache (default: $JAX_COMPILATION_CACHE_DIR or "
-        "~/.cache/sdekit/jax)",
+        "~/.cache/sdekit/jax; a shared folder works)",
     )
 
 
 def compilation_cache_from_args(args: argparse.Namespace) -> str | None:
     """``enable_compilation_cache(not args.no_compile_cache, args.compile_cache_dir)`` for the
     flags of [`add_compilation_cache_flag`][sdekit.perf.add_compilation_cache_flag]."""
-    return enable_compilation_cache(
-        not getattr(args, "no_compile_cache", False), getattr(args, "compile_cache_dir", None)
-    )
-
-
-configure_xla_cpu()  # on import (sdekit/__init__.py imports this module first)
+    return enable_compilation_cache(not vars(args).get("no_compile_cache", False),
+                                    vars(args).get("compile_cache_dir"))
 
 
 def trim_host_memory() -> bool:
@@ -238,21 +291,20 @@ def trim_host_memory() -> bool:
     Safe to call at any time; it frees nothing in use. Returns ``True`` when memory was
     released, ``False`` where there is nothing to call (not glibc, e.g. macOS or musl).
     """
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        fn = False
+    if "fn" not in _MALLOC_TRIM:
+        fn = None
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            fn = getattr(libc, "malloc_trim", False)
-            if fn:
-                fn.argtypes = [ctypes.c_size_t]
-                fn.restype = ctypes.c_int
-        except OSError:
-            fn = False
-        _MALLOC_TRIM = fn
-    if not _MALLOC_TRIM:
+            fn = libc.malloc_trim
+            fn.argtypes = [ctypes.c_size_t]
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            fn = None
+        _MALLOC_TRIM["fn"] = fn
+    fn = _MALLOC_TRIM["fn"]
+    if fn is None:
         return False
-    return bool(_MALLOC_TRIM(0))
+    return bool(fn(0))
 
 
-_MALLOC_TRIM = None
+_MALLOC_TRIM: dict[str, Any] = {}

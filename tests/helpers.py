@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from sdekit._errors import broadcast_time
+from sdekit._validate import broadcast_time
 
 
 def make_gaussian(d: int = 8, seed: int = 0):

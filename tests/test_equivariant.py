@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sdekit.nets import SelfConditioning, named_net
+from sdekit.nets import named_net
 from sdekit.nets.equivariant import (
     GROUPS,
     EquivariantUNet,
@@ -23,8 +23,8 @@ from sdekit.nets.equivariant import (
     load_bases,
     nearest_up2,
     reynolds_basis,
-    symmetrise,
 )
+from sdekit.wrappers import SelfConditioning, symmetrise
 
 KEY = jax.random.key(0)
 

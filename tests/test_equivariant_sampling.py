@@ -19,10 +19,8 @@ from sdekit.nets.equivariant import (
     equivariance_error,
     get_group,
     group_pool,
-    symmetrise,
 )
 from sdekit.objectives import DSM, EqvReg, LogNormalTime, ema_target, raw_output
-from sdekit.parameterisation import Precond
 from sdekit.sampling import (
     DDIM,
     ODE,
@@ -33,6 +31,7 @@ from sdekit.sampling import (
     ancestral_step,
     ddim_step,
 )
+from sdekit.wrappers import Precond, symmetrise
 
 GROUP = "D4"  # contains C4, C2, D2 and both flips
 KEY = jr.key(0)
@@ -252,7 +251,7 @@ def test_eqv_reg_reduces_the_equivariance_error_of_a_plain_network():
         @eqx.filter_jit
         def step(model, target, state, key, loss_fn=loss_fn, opt=opt):
             loss, grads = eqx.filter_value_and_grad(
-                lambda m: loss_fn(m, key, x0, target=target))(model)
+                lambda m: loss_fn(m, key, x0, aux=target))(model)
             updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_array))
             model = eqx.apply_updates(model, updates)
             return model, ema_target(target, model, 0.95), state, loss

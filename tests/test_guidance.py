@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 import sdekit as sk
+from sdekit.objectives import drop_labels
 from sdekit.parameterisation import convert
-from sdekit.sampling import ClassifierFreeGuidance, DPMSolverPP, EDMSampler, drop_labels, sample
+from sdekit.sampling import DPMSolverPP, EDMSampler, sample
+from sdekit.wrappers import ClassifierFreeGuidance
 from tests.helpers import make_gaussian
 from tests.test_samplers import fast_eps
 

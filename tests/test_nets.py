@@ -13,13 +13,12 @@ import pytest
 from sdekit.nets import (
     NET_CONFIGS,
     DiT,
-    SelfConditioning,
     UNet,
     count_parameters,
     named_net,
-    self_conditioning_forward,
 )
 from sdekit.nets._layers import Downsample, Upsample, fir_downsample, fir_upsample
+from sdekit.wrappers import SelfConditioning, self_conditioning_forward
 
 KEY = jax.random.key(0)
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import sdekit as sk
-from sdekit.parameterisation import PREDICTIONS, Precond, convert
+from sdekit.parameterisation import PREDICTIONS, convert
+from sdekit.wrappers import Precond
 
 PROCESSES = [sk.VP(), sk.VP(schedule="cosine"), sk.SubVP(), sk.VE(), sk.EDM(), sk.LogSNR("cosine"),
              sk.LogSNR("legacy")]

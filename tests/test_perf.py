@@ -3,6 +3,7 @@ replaces (values and gradients), the XLA:CPU flag policy, the compilation-cache 
 UNet's nested levels."""
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -106,6 +107,7 @@ def test_xla_cpu_flag_fresh_process():
     env["JAX_PLATFORMS"] = "cpu"
     code = (
         "import os, sdekit, jax, jax.numpy as jnp\n"
+        "sdekit.perf.configure(compilation_cache=False)\n"
         "x = jnp.ones((1, 4, 4, 2)); w = jnp.ones((3, 3, 2, 2))\n"
         "y = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',"
         " dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w)\n"
@@ -121,6 +123,52 @@ def test_xla_cpu_flag_fresh_process():
     assert ndev == "2" and float(centre) == 18.0
     assert flags.startswith("--xla_force_host_platform_device_count=2")
     assert (perf.XLA_CPU_FLAG in flags) == (applied == "True")
+
+
+def test_import_changes_nothing(tmp_path):
+    """`import sdekit` sets no environment variable, writes no file, reads no jaxlib binary
+    and imports no private JAX module beyond what its dependencies import."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SDEKIT_CACHE_DIR")}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), HOME=str(tmp_path / "home"))
+    code = (
+        "import os, sys, json, builtins\n"
+        "import jax, equinox, diffrax, optax, grain, jaxtyping, beartype, tqdm, numpy, PIL\n"
+        "opened = []\n"
+        "real_open = builtins.open\n"
+        "def spy(f, *a, **k):\n"
+        "    opened.append(str(f)); return real_open(f, *a, **k)\n"
+        "builtins.open = spy\n"
+        "env0, mods0 = dict(os.environ), set(sys.modules)\n"
+        "import sdekit\n"
+        "builtins.open = real_open\n"
+        "new = sorted(m for m in set(sys.modules) - mods0 if m.startswith('jax._src'))\n"
+        "print(json.dumps({'env': dict(os.environ) == env0, 'jax_src': new,\n"
+        "                  'jaxlib_reads': [f for f in opened if 'jaxlib' in f]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["env"] is True
+    assert report["jaxlib_reads"] == []
+    assert report["jax_src"] == [], report["jax_src"]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "home").exists()
+
+
+def test_compiler_options_give_the_same_program_numbers():
+    opts = perf.compiler_options()
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 4, 4))
+
+    def loss(w):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(y**2)
+
+    lowered = jax.jit(jax.grad(loss)).lower(w)
+    plain = lowered.compile()(w)
+    tuned = lowered.compile(compiler_options=opts or None)(w)
+    np.testing.assert_allclose(np.asarray(tuned), np.asarray(plain), rtol=1e-5, atol=1e-4)
 
 
 def test_enable_compilation_cache(tmp_path):
@@ -193,11 +241,8 @@ def test_dropout_rate_scale_and_mask(rate, shape):
     g = jax.grad(lambda v: jnp.sum(dropout(v, rate, keys[0])))(x)
     np.testing.assert_array_equal(np.asarray(g == 0), np.asarray(ys[0] == 0))
     # the lean gradient draws the mask again from the key: the same mask, the same scale
-    from sdekit.nets import lean_gradients
-
     def lean_sum(v):
-        with lean_gradients():
-            return jnp.sum(dropout(v, rate, keys[0]) * jnp.arange(v.size).reshape(v.shape))
+        return jnp.sum(dropout(v, rate, keys[0], lean=True) * jnp.arange(v.size).reshape(v.shape))
 
     g_lean = jax.jit(jax.grad(lean_sum))(x)
     want = ys[0] * jnp.arange(x.size, dtype=jnp.float32).reshape(x.shape)
@@ -271,11 +316,10 @@ def _gn_case(shape, groups, dtype, seed=0):
 
 
 def _gn_grads(norm, x, ct, act, lean):
-    from sdekit.nets import lean_gradients
+    from sdekit.nets import with_lean_gradients
 
     def f(x, norm):
-        with lean_gradients(lean):
-            y = norm(x, silu=act)
+        y = with_lean_gradients(norm, lean)(x, silu=act)
         return jnp.sum(y.astype(jnp.float32) * ct.astype(jnp.float32)), y
 
     (_, y), g = jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))(x, norm)
@@ -331,7 +375,7 @@ def _tiny_unet(**kw):
 
 
 def test_lean_gradients_give_the_unets_gradients():
-    from sdekit.nets import lean_gradients
+    from sdekit.nets import with_lean_gradients
 
     net = _tiny_unet()
     params, static = eqx.partition(net, eqx.is_inexact_array)
@@ -339,8 +383,7 @@ def test_lean_gradients_give_the_unets_gradients():
     t = jnp.array([0.2, 0.9])
 
     def loss(p, lean):
-        with lean_gradients(lean):
-            out = eqx.combine(p, static)(x, t, key=jax.random.key(5))
+        out = with_lean_gradients(eqx.combine(p, static), lean)(x, t, key=jax.random.key(5))
         return jnp.mean((out - x) ** 2)
 
     lp, gp = jax.jit(jax.value_and_grad(lambda p: loss(p, False)))(params)
@@ -353,8 +396,7 @@ def test_lean_gradients_give_the_unets_gradients():
 
 
 def test_lean_gradients_use_less_memory_and_only_where_asked():
-    from sdekit.nets import lean_gradients
-    from sdekit.nets._layers import _LEAN
+    from sdekit.nets import AbstractLeanLayer, with_lean_gradients
 
     net = UNet(3, key=jax.random.key(0), nf=16, ch_mult=(1,), num_res_blocks=2,
                attn_resolutions=(), image_size=16, dropout=0.0)  # fmt: skip
@@ -363,22 +405,24 @@ def test_lean_gradients_use_less_memory_and_only_where_asked():
 
     def temp_bytes(lean):
         def loss(p):
-            with lean_gradients(lean):
-                return jnp.mean(eqx.combine(p, static)(x, t) ** 2)
+            return jnp.mean(with_lean_gradients(eqx.combine(p, static), lean)(x, t) ** 2)
 
         compiled = jax.jit(jax.grad(loss)).lower(params).compile()
         return compiled.memory_analysis().temp_size_in_bytes
 
     plain, lean = temp_bytes(False), temp_bytes(True)
     assert lean < 0.8 * plain, (lean, plain)
-    # outside the block the setting is off, so forward-mode autodiff works through the net
-    assert not _LEAN.get()
+    # a built network is plain, so forward-mode autodiff works through it
+    def lean_flags(m):
+        leaves = jax.tree.leaves(m, is_leaf=lambda n: isinstance(n, AbstractLeanLayer))
+        return {n.lean for n in leaves if isinstance(n, AbstractLeanLayer)}
+
+    assert lean_flags(net) == {False}
     _, tangent = jax.jvp(lambda z: net(z, t), (x,), (x,))
     assert tangent.shape == x.shape
-    with lean_gradients():
-        with lean_gradients(False):
-            assert not _LEAN.get()
-        assert _LEAN.get()
+    lean_net = with_lean_gradients(net)
+    assert lean_flags(lean_net) == {True} and lean_flags(net) == {False}
+    assert lean_flags(with_lean_gradients(lean_net, False)) == {False}
 
 
 @pytest.mark.parametrize("lean", [True, False])
@@ -386,19 +430,20 @@ def test_train_step_traces_the_loss_with_lean_gradients_by_default(lean):
     import optax
 
     import sdekit.train as st
-    from sdekit.nets._layers import _LEAN
+    from sdekit.nets._layers import GroupNorm
 
     seen = []
 
     def objective(model, key, x0):
-        seen.append(_LEAN.get())
+        seen.append(model.lean)
         return jnp.mean((model(x0) - x0) ** 2)
 
-    model = eqx.nn.Linear(3, 3, key=jax.random.key(0))
+    model = GroupNorm(4, 2)
     opt = optax.sgd(0.1)
     state = st.init_state(model, opt, key=jax.random.key(1))
     kwargs = {} if lean else {"lean_gradients": False}
-    step = st.make_train_step(lambda m, k, x: objective(jax.vmap(m), k, x), opt, **kwargs)
-    step(state, jnp.ones((4, 3)))
+    step = st.make_train_step(objective, opt, **kwargs)
+    step(state, jnp.ones((4, 3, 4)))
     assert seen == [lean]
-    assert not _LEAN.get()
+    assert model.lean is False  # the caller's model is not changed
+

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import sdekit as sk
-from sdekit.objectives import ConstrainedDSM, SigmaScaledScore
+from sdekit.objectives import ConstrainedDSM
 from sdekit.processes import fold, heat_kernel_log_density, heat_kernel_score
+from sdekit.wrappers import SigmaScaledScore
 from tests.conftest import load_reference
 
 REF = load_reference("reflected")

@@ -217,24 +217,24 @@ def test_classifier_free_guidance_with_the_zero_null_condition():
     labels = jax.nn.one_hot(jnp.array([0, 1, 0, 1]), 2)
     x = jr.uniform(jr.key(0), (4, 3))
     t = jnp.full((4,), 0.3)
-    cfg0 = sk.sampling.ClassifierFreeGuidance(model, w=0.0, null_label=0)
+    cfg0 = sk.wrappers.ClassifierFreeGuidance(model, w=0.0, null_label=0)
     np.testing.assert_allclose(np.asarray(cfg0(x, t, labels)), np.asarray(model(x, t, labels)),
                                rtol=1e-6)
-    cfg = sk.sampling.ClassifierFreeGuidance(model, w=2.0, null_label=0)
+    cfg = sk.wrappers.ClassifierFreeGuidance(model, w=2.0, null_label=0)
     expect = 3.0 * model(x, t, labels) - 2.0 * model(x, t, jnp.zeros_like(labels))
     np.testing.assert_allclose(np.asarray(cfg(x, t, labels)), np.asarray(expect), rtol=1e-5)
     # the guided score keeps the Neumann condition: 0 at the walls
     walls = jnp.array([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     assert np.all(np.asarray(cfg(walls, t, labels)) == 0.0)
     # label dropout for training replaces the whole one-hot vector by zeros
-    dropped = sk.sampling.drop_labels(jr.key(1), jnp.tile(labels, (50, 1)), 0.5, null_label=0)
+    dropped = sk.objectives.drop_labels(jr.key(1), jnp.tile(labels, (50, 1)), 0.5, null_label=0)
     assert set(np.asarray(dropped.sum(-1)).tolist()) == {0.0, 1.0}
     # guided sampling stays in [0, 1] and sharpens the class: more mass on the class's atom
     n = 1000
     lab = jax.nn.one_hot(jnp.zeros((n,), int), 2)
     out = {}
     for w in (0.0, 3.0):
-        g = sk.sampling.ClassifierFreeGuidance(model, w=w, null_label=0)
+        g = sk.wrappers.ClassifierFreeGuidance(model, w=w, null_label=0)
         r = sk.sample(jr.key(3), P, g, (n, 1), method=ReflectedPC(num_steps=100),
                       prediction="score", cond=lab)
         s = np.asarray(r.samples)

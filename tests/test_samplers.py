@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import sdekit as sk
+from sdekit.processes import posterior_coefficients
 from sdekit.sampling import (
     DDIM,
     ODE,
@@ -22,7 +23,6 @@ from sdekit.sampling import (
     ancestral_step,
     ddim_coefficients,
     ddim_step,
-    posterior_coefficients,
     sample,
     sigma_to_time,
 )

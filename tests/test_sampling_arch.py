@@ -18,6 +18,7 @@ import pytest
 
 import sdekit as sk
 import sdekit.sampling as sks
+from sdekit.objectives import drop_labels
 from sdekit.sampling import (
     DDIM,
     ODE,
@@ -27,17 +28,17 @@ from sdekit.sampling import (
     AdaptiveODE,
     AdaptiveSDE,
     Ancestral,
-    ClassifierFreeGuidance,
     DPMSolverPP,
     DynamicThreshold,
     EDMSampler,
     EulerMaruyama,
     PredictionFn,
-    drop_labels,
+    affine_grid,
     sample,
     time_grid,
 )
-from sdekit.sampling._affine import affine_grid, scaled_sigma
+from sdekit.sampling._affine import scaled_sigma
+from sdekit.wrappers import ClassifierFreeGuidance
 from tests.helpers import cov_error, make_gaussian
 from tests.test_samplers import fast_eps
 

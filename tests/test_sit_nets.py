@@ -9,7 +9,7 @@ import numpy as np
 import sdekit as sk
 from sdekit.nets import DiT, ElementTimeEmbedding, named_net
 from sdekit.objectives import DSM, ComboStoc, InterpolantLoss
-from sdekit.sampling import InterpolantSDE, sample, sample_async
+from sdekit.sampling import ODE, AsyncGeneration, InterpolantSDE, sample
 
 X = jr.normal(jr.key(0), (4, 8, 8, 2))
 
@@ -54,13 +54,15 @@ def test_networks_in_samplers_with_per_element_time():
     dit = eqx.tree_at(lambda m: m.final.weight, dit, jr.normal(jr.key(5), (32, 8)) * 0.05)
     p = sk.Interpolant("linear")
     keep = jnp.zeros(X.shape, bool).at[:, :, :4].set(True)  # keep the left half of each image
-    r = sample_async(jr.key(6), p, dit, X, keep=keep, num_steps=4, method="sde")
+    r = sample(jr.key(6), p, dit, X.shape, method=InterpolantSDE(num_steps=4),
+               prediction="velocity", condition=AsyncGeneration(X, keep=keep))
     assert r.samples.shape == X.shape
     assert np.array_equal(np.asarray(r.samples[:, :, :4]), np.asarray(X[:, :, :4]))
     assert np.all(np.isfinite(np.asarray(r.samples)))
     # graded adherence: per-position start times
-    r = sample_async(jr.key(6), p, dit, X, t_start=jnp.full((4, 8, 8, 1), 0.5), num_steps=3,
-                     solver="euler")
+    r = sample(jr.key(6), p, dit, X.shape, prediction="velocity",
+               condition=AsyncGeneration(X, t_start=jnp.full((4, 8, 8, 1), 0.5)),
+               method=ODE(num_steps=3, solver="euler"))
     assert np.all(np.isfinite(np.asarray(r.samples)))
     s = sample(jr.key(7), p, dit, (2, 8, 8, 2), method=InterpolantSDE(num_steps=4),
                prediction="velocity")

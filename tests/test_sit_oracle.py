@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sdekit as sk
-from sdekit.sampling import AdaptiveODE, InterpolantSDE, sample, sample_async
+from sdekit.sampling import ODE, AdaptiveODE, AsyncGeneration, InterpolantSDE, sample
 
 from .helpers import cov_error, make_gaussian, oracle_eps
 
@@ -139,8 +139,9 @@ def test_async_inpainting_is_the_exact_conditional(name):
     keep[:, fixed] = True
     f, m_c, c_c = _conditional(mu, cov, fixed, given)
     for method, steps in (("ode", 40), ("sde", 200)):
-        r = sample_async(jr.key(4), proc, model, jnp.asarray(x_given), keep=jnp.asarray(keep),
-                         method=method, num_steps=steps)
+        sampler = ODE(num_steps=steps) if method == "ode" else InterpolantSDE(num_steps=steps)
+        r = sample(jr.key(4), proc, model, x_given.shape, method=sampler, prediction="velocity",
+                   condition=AsyncGeneration(jnp.asarray(x_given), keep=jnp.asarray(keep)))
         x = np.asarray(r.samples)
         assert np.array_equal(x[:, fixed], x_given[:, fixed])  # bit-identical
         _check(x[:, f], m_c, c_c, max_cov=0.05)
@@ -148,8 +149,9 @@ def test_async_inpainting_is_the_exact_conditional(name):
     # joint law is the data's
     delay = np.zeros((N, D), np.float32)
     delay[:, 2:] = 0.5
-    r = sample_async(jr.key(5), proc, model, jnp.asarray(x_given), delay=jnp.asarray(delay),
-                     method="ode", num_steps=40)
+    r = sample(jr.key(5), proc, model, x_given.shape, method=ODE(num_steps=40),
+               prediction="velocity",
+               condition=AsyncGeneration(jnp.asarray(x_given), delay=jnp.asarray(delay)))
     _check(r.samples, mu, cov, max_cov=0.05)
 
 

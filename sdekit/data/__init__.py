@@ -6,109 +6,32 @@ use: ``import sdekit`` does not import grain (seconds of start-up).
 
 from typing import TYPE_CHECKING
 
-from ._download import (
-    ChecksumError as ChecksumError,
-)
-from ._download import (
-    cache_dir as cache_dir,
-)
-from ._download import (
-    download as download,
-)
-from ._download import (
-    fetch as fetch,
-)
-from ._download import (
-    md5sum as md5sum,
-)
+from ._download import ChecksumError, cache_dir, download, fetch, md5sum
+from ._groups import GroupAugment, RotatedMNIST, load_rotated_mnist, transform_once
 from ._sources import (
-    CIFAR10 as CIFAR10,
+    CIFAR10,
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    MNIST,
+    MNIST_FILES,
+    MNIST_URL,
+    ArraySource,
+    ImageFolder,
+    load_cifar10,
+    load_mnist,
+    read_idx,
 )
-from ._sources import (
-    CIFAR10_MD5 as CIFAR10_MD5,
-)
-from ._sources import (
-    CIFAR10_URL as CIFAR10_URL,
-)
-from ._sources import (
-    MNIST as MNIST,
-)
-from ._sources import (
-    MNIST_FILES as MNIST_FILES,
-)
-from ._sources import (
-    MNIST_URL as MNIST_URL,
-)
-from ._sources import (
-    ArraySource as ArraySource,
-)
-from ._sources import (
-    ImageFolder as ImageFolder,
-)
-from ._sources import (
-    load_cifar10 as load_cifar10,
-)
-from ._sources import (
-    load_mnist as load_mnist,
-)
-from ._sources import (
-    read_idx as read_idx,
-)
-from ._toy import TOY_DATASETS as TOY_DATASETS
-from ._toy import toy_data as toy_data
-from ._transforms import (
-    dequantize as dequantize,
-)
-from ._transforms import (
-    random_c4 as random_c4,
-)
-from ._transforms import (
-    random_d4 as random_d4,
-)
-from ._transforms import (
-    random_flip as random_flip,
-)
-from ._transforms import (
-    scale as scale,
-)
+from ._toy import TOY_DATASETS, toy_data
+from ._transforms import dequantize, random_c4, random_d4, random_flip, scale
 
 __all__ = [
-    "CIFAR10",
-    "CIFAR10_MD5",
-    "CIFAR10_URL",
-    "MNIST",
-    "MNIST_FILES",
-    "MNIST_URL",
-    "TOY_DATASETS",
-    "ArraySource",
-    "ChecksumError",
-    "ImageFolder",
-    "cache_dir",
-    "dequantize",
-    "download",
-    "fetch",
-    "load_cifar10",
-    "load_mnist",
-    "make_dataset",
-    "make_pipeline",
-    "md5sum",
-    "random_c4",
-    "random_d4",
-    "random_flip",
-    "read_idx",
-    "scale",
-    "toy_data",
-    "toy_source",
+    "CIFAR10", "CIFAR10_MD5", "CIFAR10_URL", "MNIST", "MNIST_FILES", "MNIST_URL",
+    "TOY_DATASETS", "ArraySource", "ChecksumError", "GroupAugment", "ImageFolder",
+    "RotatedMNIST", "cache_dir", "dequantize", "download", "fetch", "load_cifar10",
+    "load_mnist", "load_rotated_mnist", "make_dataset", "make_pipeline", "md5sum",
+    "random_c4", "random_d4", "random_flip", "read_idx", "scale", "toy_data", "toy_source",
+    "transform_once",
 ]
-
-# structure-preserving diffusion (issue 12): group-transformed image sets
-from ._groups import GroupAugment as GroupAugment  # noqa: E402
-from ._groups import RotatedMNIST as RotatedMNIST  # noqa: E402
-from ._groups import load_rotated_mnist as load_rotated_mnist  # noqa: E402
-from ._groups import transform_once as transform_once  # noqa: E402
-
-__all__ += ["GroupAugment", "RotatedMNIST", "load_rotated_mnist", "transform_once"]
-
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._pipeline import make_dataset as make_dataset
     from ._pipeline import make_pipeline as make_pipeline

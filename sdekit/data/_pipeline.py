@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import grain
 import jax
@@ -11,6 +11,16 @@ import numpy as np
 
 from . import _transforms as T
 from ._sources import ArraySource
+
+
+@runtime_checkable
+class RandomAccess(Protocol):
+    """A random-access data source: ``len(source)`` and ``source[i]`` (a dict with ``image`` and
+    optionally ``label``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
 
 __all__ = ["make_pipeline", "make_dataset"]
 
@@ -90,7 +100,7 @@ def make_dataset(
     arguments)."""
     if isinstance(source, np.ndarray):
         source = ArraySource(source)
-    if not (hasattr(source, "__len__") and hasattr(source, "__getitem__")):
+    if not isinstance(source, RandomAccess):
         raise ValueError(
             f"argument `source`: got {type(source).__name__}, expected a random-access source "
             "(__len__ and __getitem__ returning {'image', 'label'} dicts) or a numpy array."
@@ -233,9 +243,8 @@ def make_pipeline(
 
 
 def _first_image(source: Any) -> np.ndarray:
-    images = getattr(source, "images", None)  # ArraySource: no decoding needed
-    if isinstance(images, np.ndarray):
-        return images[:256]
+    if isinstance(source, ArraySource):  # no decoding needed
+        return source.images[:256]
     return np.asarray(source[0]["image"])
 
 

@@ -131,7 +131,8 @@ def _read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     data, labels = batch[b"data"], batch[b"labels"]
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8):
         raise ValueError(
-            f"{where}: data is {type(data).__name__} {getattr(data, 'dtype', '')}, expected a "
+            f"{where}: data is {type(data).__name__} "
+            f"{data.dtype if isinstance(data, np.ndarray) else ''}, expected a "
             "uint8 array."
         )
     if data.ndim != 2 or data.shape[1] != 3072:

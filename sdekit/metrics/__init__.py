@@ -15,6 +15,7 @@ from ._evaluate import evaluate as evaluate
 from ._extract import InceptionFeatures as InceptionFeatures
 from ._extract import inception_features as inception_features
 from ._extract import vgg16_features as vgg16_features
+from ._features import AbstractStagedFunction as AbstractStagedFunction
 from ._features import extract_features as extract_features
 from ._features import read_images as read_images
 from ._features import to_unit_range as to_unit_range
@@ -65,3 +66,61 @@ from ._weightless import frechet_feature_distance as frechet_feature_distance
 from ._weightless import median_bandwidth as median_bandwidth
 from ._weightless import mmd as mmd
 from ._weightless import sliced_wasserstein as sliced_wasserstein
+
+__all__ = [
+    "AbstractStagedFunction",
+    "FID_WEIGHTS_NAME",
+    "FID_WEIGHTS_URL",
+    "ISRule",
+    "InceptionFeatures",
+    "InceptionV3",
+    "KIDRule",
+    "NVIDIA_WEIGHTS_NAME",
+    "NVIDIA_WEIGHTS_URL",
+    "PROTOCOLS",
+    "Protocol",
+    "RankDeficientWarning",
+    "StreamingStats",
+    "VGG16",
+    "VGG16Features",
+    "VGG16_WEIGHTS_NAME",
+    "covariance_term",
+    "default_weights_path",
+    "energy_distance",
+    "evaluate",
+    "extract_features",
+    "feature_statistics",
+    "fid_from_features",
+    "frechet_distance",
+    "frechet_feature_distance",
+    "get_protocol",
+    "inception_features",
+    "inception_from_nvidia_state",
+    "inception_from_state_dict",
+    "inception_score",
+    "inception_state_dict",
+    "kernel_inception_distance",
+    "kid_clean_fid",
+    "kid_torch_fidelity",
+    "knn_radii",
+    "load_inception",
+    "load_reference",
+    "load_stats",
+    "load_vgg16",
+    "median_bandwidth",
+    "mmd",
+    "nvidia_module_paths",
+    "polynomial_mmd2",
+    "precision_recall",
+    "read_images",
+    "resize_images",
+    "resize_matrix",
+    "save_reference",
+    "save_stats",
+    "sliced_wasserstein",
+    "to_unit_range",
+    "torchscript_tensors",
+    "trace_sqrt_product_lowrank",
+    "vgg16_features",
+    "vgg16_from_state_dict",
+]

@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ._inception import load_inception
 
     args = _parser().parse_args(argv)
+    opt = vars(args)  # the options a subcommand does not define are absent
     t0 = time.time()
     result: dict = {"command": args.command, "protocol": args.protocol}
     try:
@@ -158,21 +159,21 @@ def main(argv: list[str] | None = None) -> dict:
             result.update(_stats(args))
         else:
             metrics = {"fid": ("fid",), "kid": ("kid",), "is": ("is",),
-                       "pr": ("pr",) if getattr(args, "on", "") == "vgg16" else ("pr_inception",),
-                       "eval": tuple(m.strip() for m in getattr(args, "metrics", "").split(",")
+                       "pr": ("pr",) if opt.get("on", "") == "vgg16" else ("pr_inception",),
+                       "eval": tuple(m.strip() for m in opt.get("metrics", "").split(",")
                                      if m.strip())}[args.command]
             needs_net = any(m != "pr" for m in metrics)
             net = (load_inception(args.weights, protocol=args.protocol, resize=args.resize)
                    if needs_net else None)
             res = evaluate(
-                args.samples, ref=getattr(args, "ref", None), metrics=metrics,
+                args.samples, ref=opt.get("ref", None), metrics=metrics,
                 protocol=args.protocol, net=net,
-                vgg_weights=getattr(args, "vgg_weights", None), quantize=args.quantize,
+                vgg_weights=opt.get("vgg_weights", None), quantize=args.quantize,
                 batch_size=args.batch_size, max_images=args.max_images,
-                fid_method=getattr(args, "fid_method", "tool"),
-                kid_subsets=getattr(args, "subsets", None),
-                kid_subset_size=getattr(args, "subset_size", None),
-                is_splits=getattr(args, "splits", None), pr_k=getattr(args, "k", 3),
+                fid_method=opt.get("fid_method", "tool"),
+                kid_subsets=opt.get("subsets", None),
+                kid_subset_size=opt.get("subset_size", None),
+                is_splits=opt.get("splits", None), pr_k=opt.get("k", 3),
                 progress=not args.no_progress)
             result.update(res)
     except (FileNotFoundError, ValueError) as e:

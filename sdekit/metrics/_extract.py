@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
-import jax
 import numpy as np
 
-from ._features import extract_features
+from ._features import AbstractStagedFunction, extract_features
 from ._inception import InceptionV3, load_inception
 from ._protocols import Protocol, check_unit_range, get_protocol
 from ._vgg import VGG16, VGG16Features, load_vgg16
 
 
-class InceptionFeatures(eqx.Module):
+class InceptionFeatures(AbstractStagedFunction):
     """A protocol's path from pixel values to Inception features.
 
     Called on float32 pixel values in [0, 255] (``(N, H, W, 1 or 3)``, any size; what
@@ -47,9 +46,6 @@ class InceptionFeatures(eqx.Module):
                 f"argument `net`: weights read from a {fmt!r} file, but protocol "
                 f"{self.protocol.name!r} runs the network of a {self.protocol.weight_format!r} "
                 f"file; load it with load_inception(path, protocol={self.protocol.name!r}).")
-
-    def __call__(self, pixels: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.net.trunk(self.protocol.network_input(pixels, self.net.resize))
 
     def stages(self) -> tuple[eqx.Module, eqx.Module]:
         """The two halves `extract_features` compiles separately: the protocol's resize and

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import abc
 import os
 import pathlib
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import numpy as np
 
 
@@ -25,6 +27,22 @@ def to_unit_range(images: Any, name: str = "images") -> np.ndarray:
         raise ValueError(f"argument `{name}`: got dtype {a.dtype}, expected uint8 or float.")
     check_unit_range(a, name)
     return np.clip(a.astype(np.float32), -1.0, 1.0)
+
+
+class AbstractStagedFunction(eqx.Module):
+    """A function `extract_features` compiles in stages (each stage on its own, the
+    intermediate kept on the devices), e.g. a protocol's resize and then the network, so the
+    network compiles once for every resize. Calling it runs the stages in order.
+    """
+
+    @abc.abstractmethod
+    def stages(self) -> tuple[Callable[[Any], Any], ...]:
+        """The stages, in order: equinox modules (or functions) of one argument."""
+
+    def __call__(self, x: Any) -> Any:
+        for stage in self.stages():
+            x = stage(x)
+        return x
 
 
 def _apply_impl(fn, x):
@@ -96,7 +114,7 @@ def extract_features(
     # network), each compiled on its own, so the network compiles once for every protocol and
     # input size; the intermediate stays on the devices.
     stages = []
-    for stage in (fn.stages() if hasattr(fn, "stages") else (fn,)):
+    for stage in (fn.stages() if isinstance(fn, AbstractStagedFunction) else (fn,)):
         arrays, static = eqx.partition(stage, eqx.is_array)
         stages.append(eqx.combine(jax.device_put(arrays, replicated), static))
 

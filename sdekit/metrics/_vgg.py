@@ -20,6 +20,7 @@ import numpy as np
 from jax import lax
 
 from ..io import WeightFileError, load_torch
+from ._features import AbstractStagedFunction
 
 VGG16_WEIGHTS_NAME = "vgg16-397923af.pth"
 VGG16_WEIGHTS_URL = "https://download.pytorch.org/models/" + VGG16_WEIGHTS_NAME
@@ -138,7 +139,7 @@ def load_vgg16(path: str | os.PathLike | None = None) -> VGG16:
     return vgg16_from_state_dict(state, _what=str(p))
 
 
-class VGG16Features(eqx.Module):
+class VGG16Features(AbstractStagedFunction):
     """torch-fidelity's VGG-16 feature path for precision/recall.
 
     Called on float32 pixel values in [0, 255] (``(N, H, W, 1 or 3)``, any size), it resizes to
@@ -151,9 +152,6 @@ class VGG16Features(eqx.Module):
     """
 
     net: VGG16
-
-    def __call__(self, pixels: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _vgg_head(self.net, _vgg_input(pixels))
 
     def stages(self) -> tuple[eqx.Module, eqx.Module]:
         """The resize and normalisation, then the network (compiled separately by

@@ -1,24 +1,34 @@
-"""Networks: the NCSN++/DDPM++ UNet, DiT, self-conditioning, and named configurations.
+"""Networks: the NCSN++/DDPM++ UNet, DiT, C4/D4-equivariant UNets, and named configurations.
 
 Every network follows sdekit's calling convention ``net(x, t, cond=None, *, key=None)`` with
-batched NHWC ``x`` (see [`UNet`][sdekit.nets.UNet]); networks know nothing about SDEs.
+batched NHWC ``x`` (see [`UNet`][sdekit.nets.UNet]); networks know nothing about SDEs. Model
+wrappers (preconditioning, guidance, self-conditioning, symmetrisation) are in
+[`sdekit.wrappers`](wrappers.md).
 """
 
-# structure-preserving diffusion (issue 12): equivariant networks; importing the subpackage
-# registers its named configurations in NET_CONFIGS.
-from . import equivariant as equivariant  # noqa: E402
-from ._configs import NET_CONFIGS as NET_CONFIGS
-from ._configs import count_parameters as count_parameters
-from ._configs import named_net as named_net
-from ._configs import net_kwargs as net_kwargs
-from ._dit import DiT as DiT
-from ._layers import lean_gradients as lean_gradients
-from ._sit_time import ElementTimeEmbedding as ElementTimeEmbedding
-from ._unet import DownLevel as DownLevel
-from ._unet import MiddleLevel as MiddleLevel
-from ._unet import UNet as UNet
-from ._unet import UpLevel as UpLevel
-from ._wrappers import SelfConditioning as SelfConditioning
-from ._wrappers import self_conditioning_forward as self_conditioning_forward
-from .equivariant import EquivariantUNet as EquivariantUNet  # noqa: E402
-from .equivariant import symmetrise as symmetrise  # noqa: E402
+from . import equivariant
+from ._base import AbstractNet
+from ._configs import NET_CONFIGS, count_parameters, named_net, net_kwargs
+from ._dit import DiT
+from ._layers import AbstractLeanLayer, with_lean_gradients
+from ._sit_time import ElementTimeEmbedding
+from ._unet import DownLevel, MiddleLevel, UNet, UpLevel
+from .equivariant import EquivariantUNet
+
+__all__ = [
+    "NET_CONFIGS",
+    "AbstractLeanLayer",
+    "AbstractNet",
+    "DiT",
+    "DownLevel",
+    "ElementTimeEmbedding",
+    "EquivariantUNet",
+    "MiddleLevel",
+    "UNet",
+    "UpLevel",
+    "count_parameters",
+    "equivariant",
+    "named_net",
+    "net_kwargs",
+    "with_lean_gradients",
+]

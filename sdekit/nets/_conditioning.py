@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
-from .._errors import arg_error, broadcast_time
+from .._validate import arg_error, broadcast_time
 
 
 def time_map(t: ArrayLike, x: Array) -> Array:

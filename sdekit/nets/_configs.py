@@ -8,17 +8,23 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .._errors import arg_error
+from .._validate import arg_error
 from ._dit import DiT
 from ._unet import UNet
+from .equivariant._configs import ARCH as _EQUIVARIANT_ARCH
+from .equivariant._configs import EQUIVARIANT_CONFIGS
+from .equivariant._unet import EquivariantUNet
 
-_ARCHS = {"unet": UNet, "dit": DiT}
+#: The architectures a configuration's ``arch`` names.
+_ARCHS = {"unet": UNet, "dit": DiT, _EQUIVARIANT_ARCH: EquivariantUNet}
 
 
 NET_CONFIGS: dict[str, dict[str, Any]] = {
-    # PSLD CIFAR-10 SOTA (psld.md section 8): 97,627,910 parameters (97,627,782 trainable).
+    # PSLD CIFAR-10 SOTA (Pandey & Mandt 2023, the released config): 97,627,910 parameters
+    # (97,627,782 trainable).
     "psld_cifar10": dict(
         arch="unet",
         in_channels=6,
@@ -41,7 +47,7 @@ NET_CONFIGS: dict[str, dict[str, Any]] = {
         init_scale=0.0,
         resamp_with_conv=True,
     ),
-    # PSLD CelebA-64 SOTA (psld.md section 9): 62,769,286 parameters (62,769,158 trainable).
+    # PSLD CelebA-64 SOTA (the released config): 62,769,286 parameters (62,769,158 trainable).
     "psld_celeba64": dict(
         arch="unet",
         in_channels=6,
@@ -64,7 +70,7 @@ NET_CONFIGS: dict[str, dict[str, Any]] = {
         init_scale=0.0,
         resamp_with_conv=True,
     ),
-    # Reflected diffusion, CIFAR-10 generation (reflected.md section 9): DDPM++ "deep",
+    # Reflected diffusion, CIFAR-10 generation (Lou & Ermon 2023, released config): DDPM++ "deep",
     # 107,587,075 parameters (128 frozen Fourier weights). The network maps x in [0, 1] to
     # 2x - 1 internally; condition it on sigma(t) (and divide by sigma outside).
     "reflected_ddpmpp_cifar10": dict(
@@ -89,7 +95,7 @@ NET_CONFIGS: dict[str, dict[str, Any]] = {
         resamp_with_conv=True,
         center_input=True,
     ),
-    # VDPM CIFAR-10 class-conditional (vdpm.md sections 7 and 9): hid 256, mult [1,1,1],
+    # VDPM CIFAR-10 class-conditional (v-diffusion-torch configs): hid 256, mult [1,1,1],
     # 3 blocks, attention at 16 and 8, dropout 0.2, one head; sinusoidal embedding of
     # 1000 t, scale-shift GroupNorm, class embedding added to the time embedding;
     # resampling inside residual blocks, zero-initialised output convs. The reference's
@@ -171,6 +177,7 @@ NET_CONFIGS: dict[str, dict[str, Any]] = {
         num_heads=4,
         mlp_ratio=2.0,
     ),
+    **EQUIVARIANT_CONFIGS,
 }
 """Named configurations: ``name -> {"arch": "unet" | "dit", **constructor arguments}``.
 
@@ -186,7 +193,8 @@ def net_kwargs(name: str, **overrides: Any) -> tuple[type, dict]:
     cfg = dict(NET_CONFIGS[name])
     arch = cfg.pop("arch", "unet")
     if arch not in _ARCHS:
-        raise arg_error(f'NET_CONFIGS["{name}"]["arch"]', arch, "'unet' or 'dit'")
+        raise arg_error(f'NET_CONFIGS["{name}"]["arch"]', arch,
+                        "one of " + ", ".join(repr(a) for a in _ARCHS))
     cls = _ARCHS[arch]
     attn_lowest = cfg.pop("attn_at_lowest", False)
     cfg.update(overrides)
@@ -231,7 +239,8 @@ def count_parameters(net: Any, *, trainable_only: bool = False) -> int:
     matrix of a ``fourier`` UNet is not counted."""
 
     def is_float(x):
-        return hasattr(x, "dtype") and hasattr(x, "shape") and jnp.issubdtype(x.dtype, jnp.inexact)
+        return isinstance(x, (jax.Array, jax.ShapeDtypeStruct, np.ndarray)) and jnp.issubdtype(
+            x.dtype, jnp.inexact)
 
     total = sum(int(x.size) for x in jax.tree.leaves(net) if is_float(x))
     if trainable_only:

@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._errors import arg_error
+from .._validate import arg_error
+from ._base import AbstractNet
 from ._conditioning import check_labels, pool_map, time_map
 from ._layers import (
+    AbstractLeanLayer,
     LayerNorm,
     Linear,
     check_compute_dtype,
@@ -52,7 +54,7 @@ def _modulate(x: Array, shift: Array, scale: Array) -> Array:
     return x * (1 + scale) + shift
 
 
-class DiTBlock(eqx.Module):
+class DiTBlock(AbstractLeanLayer):
     """Transformer block with adaLN-zero: ``x + gate * Attn(modulate(LN(x)))`` and
     ``x + gate * MLP(modulate(LN(x)))``; shift/scale/gate come from ``Linear(SiLU(c))``
     initialised to zero (so the block starts as the identity)."""
@@ -65,6 +67,7 @@ class DiTBlock(eqx.Module):
     norm: LayerNorm
     num_heads: int = eqx.field(static=True)
     rate: float = eqx.field(static=True)
+    lean: bool = eqx.field(static=True)
 
     def __init__(
         self, width: int, num_heads: int, mlp_ratio: float | int, dropout: float | int, *, key
@@ -79,6 +82,7 @@ class DiTBlock(eqx.Module):
         self.norm = LayerNorm(1e-6)
         self.num_heads = num_heads
         self.rate = float(dropout)
+        self.lean = False
 
     def __call__(self, x: Array, c: Array, key: PRNGKeyArray | None, dtype) -> Array:
         n, t, d = x.shape
@@ -95,11 +99,11 @@ class DiTBlock(eqx.Module):
         h = _modulate(self.norm(x), sh2, sc2).astype(dtype)
         h = jax.nn.gelu(self.fc1(h), approximate=True)
         if key is not None:
-            h = dropout(h, self.rate, key)
+            h = dropout(h, self.rate, key, lean=self.lean)
         return x + g2 * self.fc2(h).astype(jnp.float32)
 
 
-class DiT(eqx.Module):
+class DiT(AbstractNet):
     """Diffusion Transformer on NHWC images with adaLN-zero conditioning.
 
     ``net(x, t, cond=None, *, key=None)``: ``x`` ``(N, H, W, in_channels)`` with ``H`` and

@@ -9,13 +9,12 @@ how mixed precision works: parameters stay float32 and the caller decides which 
 cast to the compute dtype.
 """
 
-from __future__ import annotations
-
-import contextlib
-import contextvars
+import copy
+import dataclasses
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from .._errors import arg_error
+from .._validate import arg_error
 
 _DN = ("NHWC", "HWIO", "NHWC")
 COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
@@ -175,16 +174,12 @@ class Conv2d(eqx.Module):
         return y
 
 
-_LEAN = contextvars.ContextVar("sdekit_lean_gradients", default=False)
-
-
-@contextlib.contextmanager
-def lean_gradients(enabled: bool = True) -> Iterator[None]:
-    """Trace the networks' GroupNorm(+SiLU) and dropout layers with memory-lean gradients.
+class AbstractLeanLayer(eqx.Module):
+    """A layer with a memory-lean gradient rule, switched by its static field ``lean``.
 
     Plain autodiff of a GroupNorm followed by SiLU keeps three activation-sized arrays per
     layer for the backward pass (the centred input, the normalised pre-activation and the
-    SiLU output); dropout keeps its random bits (4 bytes per element). Inside this block
+    SiLU output); dropout keeps its random bits (4 bytes per element). With ``lean=True``
     GroupNorm(+SiLU) keeps only its input and per-group mean and inverse standard deviation
     (a few floats per sample) and recomputes the rest in the backward pass, fused into the
     two passes its gradient needs anyway; dropout keeps only its keys and draws the same mask
@@ -193,37 +188,54 @@ def lean_gradients(enabled: bool = True) -> Iterator[None]:
     temporary memory 2.95 -> 1.36 GiB, and 7-13 % faster (fewer passes over memory).
 
     Both are ``jax.custom_vjp`` rules, so forward-mode autodiff (``jax.jvp``,
-    ``jax.linearize``, ``jax.jacfwd``) cannot pass through them. That is why they are opt-in
-    at trace time: [`make_train_step`][sdekit.train.make_train_step] and
-    [`fit`][sdekit.train.fit] trace their loss inside this block (``lean_gradients=True``),
-    and everything else (sampling, likelihoods, guidance, a user's own ``jax.grad``) uses
-    plain autodiff unless it is traced inside ``with lean_gradients():``. The setting is read
-    when a function is traced, not when a compiled function runs.
+    ``jax.linearize``, ``jax.jacfwd``) cannot pass through a lean layer. Networks are built
+    with ``lean=False``; [`with_lean_gradients`][sdekit.nets.with_lean_gradients] returns a copy
+    with every lean layer switched, which [`fit`][sdekit.train.fit] and
+    [`make_train_step`][sdekit.train.make_train_step] differentiate (``lean_gradients=True``).
+    """
 
-    Args:
-        enabled: ``False`` switches the lean gradient off inside an enclosing block.
+    lean: eqx.AbstractVar[bool]
+
+
+def with_lean_gradients(model: Any, enabled: bool = True) -> Any:
+    """A copy of ``model`` whose lean layers (GroupNorm(+SiLU) and dropout; see
+    [`AbstractLeanLayer`][sdekit.nets.AbstractLeanLayer]) use (``enabled=True``) or do not use
+    the memory-lean gradient rules. Same parameters and forward pass; works inside ``jit``.
 
     Example:
         ```python
         import jax, jax.numpy as jnp
-        from sdekit.nets import UNet, lean_gradients
+        from sdekit.nets import UNet, with_lean_gradients
 
         net = UNet(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
                    image_size=8, in_channels=1, key=jax.random.key(0))
         x, t = jnp.ones((2, 8, 8, 1)), jnp.full((2,), 0.5)
-
-        def loss(net):
-            with lean_gradients():
-                return jnp.mean(net(x, t) ** 2)
-
-        grads = jax.grad(loss)(net)
+        grads = jax.grad(lambda n: jnp.mean(with_lean_gradients(n)(x, t) ** 2))(net)
         ```
     """
-    token = _LEAN.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _LEAN.reset(token)
+    if not isinstance(enabled, bool):
+        raise arg_error("enabled", enabled, "True or False")
+    return _switch_lean(model, enabled)
+
+
+def _switch_lean(node: Any, enabled: bool) -> Any:
+    if isinstance(node, eqx.Module):
+        new = copy.copy(node)
+        for f in dataclasses.fields(node):
+            value = node.__dict__.get(f.name, _MISSING)
+            if value is not _MISSING:
+                object.__setattr__(new, f.name, _switch_lean(value, enabled))
+        if isinstance(new, AbstractLeanLayer):
+            object.__setattr__(new, "lean", enabled)
+        return new
+    if isinstance(node, (list, tuple)) and type(node) in (list, tuple):
+        return type(node)(_switch_lean(v, enabled) for v in node)
+    if isinstance(node, dict) and type(node) is dict:
+        return {k: _switch_lean(v, enabled) for k, v in node.items()}
+    return node
+
+
+_MISSING = object()
 
 
 def _grouped(x: Array, groups: int) -> tuple[int, ...]:
@@ -293,21 +305,23 @@ def _group_norm_lean_bwd(groups, eps, act, res, g):
 _group_norm_lean.defvjp(_group_norm_lean_fwd, _group_norm_lean_bwd)
 
 
-class GroupNorm(eqx.Module):
+class GroupNorm(AbstractLeanLayer):
     """Group normalisation over (H, W, channels-in-group) with an affine transform.
 
     Statistics are computed in float32 whatever the input dtype; the output has the input dtype.
     ``num_groups`` defaults to score_sde's ``min(C // 4, 32)``. ``norm(x, silu=True)`` is
-    ``silu(norm(x))``; inside [`lean_gradients`][sdekit.nets.lean_gradients] both are
-    differentiated with a memory-lean custom gradient.
+    ``silu(norm(x))``; with ``lean=True`` both are differentiated with a memory-lean custom
+    gradient ([`AbstractLeanLayer`][sdekit.nets.AbstractLeanLayer]).
     """
 
     weight: Array
     bias: Array
     num_groups: int = eqx.field(static=True)
     eps: float = eqx.field(static=True)
+    lean: bool = eqx.field(static=True)
 
-    def __init__(self, channels: int, num_groups: int | None = None, eps: float = 1e-6):
+    def __init__(self, channels: int, num_groups: int | None = None, eps: float = 1e-6, *,
+                 lean: bool = False):
         if num_groups is None:
             num_groups = min(channels // 4, 32)
         if num_groups < 1 or channels % num_groups != 0:
@@ -320,9 +334,10 @@ class GroupNorm(eqx.Module):
         self.bias = jnp.zeros((channels,), jnp.float32)
         self.num_groups = num_groups
         self.eps = eps
+        self.lean = lean
 
     def __call__(self, x: Array, *, silu: bool = False) -> Array:
-        if _LEAN.get() and x.ndim > 1:
+        if self.lean and x.ndim > 1:
             return _group_norm_lean(x, self.weight, self.bias, self.num_groups, self.eps, silu)
         y = _group_norm(x, self.weight, self.bias, self.num_groups, self.eps)[0]
         return jax.nn.silu(y) if silu else y
@@ -341,7 +356,8 @@ class LayerNorm(eqx.Module):
         return ((x32 - mean) * jax.lax.rsqrt(var + self.eps)).astype(dtype)
 
 
-def dropout(x: Array, rate: float | int, key: PRNGKeyArray | None) -> Array:
+def dropout(x: Array, rate: float | int, key: PRNGKeyArray | None, *,
+            lean: bool = False) -> Array:
     """Inverted dropout; the identity when ``key`` is None (inference) or ``rate`` is 0.
 
     Each sample (leading axis) draws its mask from its own key, ``split(key, N)``. The mask is
@@ -352,9 +368,9 @@ def dropout(x: Array, rate: float | int, key: PRNGKeyArray | None) -> Array:
     expectation is ``x``. Rates whose 16-bit rounding is off by more than 0.1 % of the rate
     (``rate < 0.0077``), and odd trailing axes, use 32 bits per element instead.
 
-    Inside [`lean_gradients`][sdekit.nets.lean_gradients] the backward pass draws
-    the same masks again from the keys instead of keeping them (XLA would otherwise keep the
-    random bits, 4 bytes per element, until the backward pass reaches the layer).
+    With ``lean=True`` the backward pass draws the same masks again from the keys instead of
+    keeping them (XLA would otherwise keep the random bits, 4 bytes per element, until the
+    backward pass reaches the layer).
     """
     if key is None or rate == 0.0:
         return x
@@ -362,7 +378,7 @@ def dropout(x: Array, rate: float | int, key: PRNGKeyArray | None) -> Array:
         raise arg_error("x", "a scalar", "an array with a leading batch axis")
     keep_fn, scale = _dropout_mask_fn(x.shape[1:], float(rate))
     keys = jax.random.split(key, x.shape[0])
-    if _LEAN.get():
+    if lean:
         return _dropout_lean(x, keys, keep_fn, scale)
     return _apply_mask(x, jax.vmap(keep_fn)(keys), scale)
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._errors import broadcast_time
+from .._validate import broadcast_time
 from ._layers import Linear, silu
 
 

@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice
+from ._base import AbstractNet
 from ._conditioning import check_labels, pool_map, time_map
 from ._layers import (
+    AbstractLeanLayer,
     Conv2d,
     Downsample,
     GroupNorm,
@@ -41,7 +43,7 @@ def _combine(x: Array, h: Array, skip_rescale: bool) -> Array:
     return s / _SQRT2 if skip_rescale else s
 
 
-class ResnetBlock(eqx.Module):
+class ResnetBlock(AbstractLeanLayer):
     """score_sde's ``ResnetBlockBigGAN`` (``kind="biggan"``, optional up/down resampling inside
     the block) or ``ResnetBlockDDPMpp`` (``kind="ddpm"``).
 
@@ -65,6 +67,7 @@ class ResnetBlock(eqx.Module):
     rate: float = eqx.field(static=True)
     skip_rescale: bool = eqx.field(static=True)
     scale_shift_norm: bool = eqx.field(static=True)
+    lean: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -100,6 +103,7 @@ class ResnetBlock(eqx.Module):
         self.rate = float(dropout)
         self.skip_rescale = skip_rescale
         self.scale_shift_norm = scale_shift_norm
+        self.lean = False
 
     def _resample(self, x: Array) -> Array:
         if self.up:
@@ -119,7 +123,7 @@ class ResnetBlock(eqx.Module):
             h = silu(self.norm1(h) * (1 + scale) + shift)
         else:
             h = self.norm1(h + e, silu=True)
-        h = dropout(h, self.rate, key)
+        h = dropout(h, self.rate, key, lean=self.lean)
         h = self.conv1(h)
         if self.skip is not None:
             x = self.skip(x.astype(jnp.float32))
@@ -327,7 +331,7 @@ _COMBINE = ("sum", "cat")
 _EMBEDDINGS = ("fourier", "positional")
 
 
-class UNet(eqx.Module):
+class UNet(AbstractNet):
     """The NCSN++ / DDPM++ UNet of score_sde (Song et al. 2021) on NHWC images.
 
     The architecture follows score_sde's PyTorch ``NCSNpp`` module for module (so parameter

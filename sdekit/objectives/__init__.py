@@ -1,38 +1,57 @@
-"""Training objectives, called as ``loss(model, key, x0, cond=None) -> scalar``."""
+r"""Training objectives: every one an [`AbstractObjective`][sdekit.objectives.AbstractObjective]
+called as ``loss(model, key, x0, cond=None, *, aux=None) -> scalar``."""
 
-from ._dsm import DSM as DSM
-from ._dsm import WEIGHTINGS as WEIGHTINGS
+from ._base import AbstractObjective
+from ._dsm import DSM, WEIGHTINGS
+from ._eqv_reg import EqvReg, ema_target, raw_output
+from ._hsm import HSM, AugmentedDSM, hsm_loss
+from ._interpolant import (
+    COMBOSTOC_MODES,
+    INTERPOLANT_PREDICTIONS,
+    INTERPOLANT_WEIGHTINGS,
+    ComboStoc,
+    InterpolantLoss,
+    combostoc_times,
+    compensate,
+    drift_var,
+    mode_shape,
+    sit_eps,
+    sit_interval,
+)
+from ._labels import LabelDropout, drop_labels
+from ._reflected import CONSTRAINED_WEIGHTINGS, REDUCTIONS, ConstrainedDSM
+from ._time import AbstractTimeSampler, DiscreteTime, LogNormalTime, StratifiedTime, UniformTime
+from ._vlb import (
+    VLB,
+    approx_std_normal_cdf,
+    discretized_gaussian_nll_bpd,
+    gaussian_kl_bpd,
+    vlb_terms,
+)
+from ._weighting import (
+    SNR,
+    AbstractWeighting,
+    Constant,
+    FunctionWeighting,
+    Karras,
+    Likelihood,
+    MinSNR,
+    NoiseVariance,
+    SiTLikelihood,
+    SiTVelocity,
+    SNRPlusOne,
+    TruncatedSNR,
+)
 
-# structure-preserving diffusion (issue 12)
-from ._eqv_reg import EqvReg as EqvReg  # noqa: E402
-from ._eqv_reg import ema_target as ema_target  # noqa: E402
-from ._eqv_reg import raw_output as raw_output  # noqa: E402
-from ._hsm import HSM as HSM
-from ._hsm import AugmentedDSM as AugmentedDSM
-from ._hsm import hsm_loss as hsm_loss
-from ._interpolant import COMBOSTOC_MODES as COMBOSTOC_MODES
-from ._interpolant import INTERPOLANT_PREDICTIONS as INTERPOLANT_PREDICTIONS
-from ._interpolant import INTERPOLANT_WEIGHTINGS as INTERPOLANT_WEIGHTINGS
-from ._interpolant import SINGULAR_EPS as SINGULAR_EPS
-from ._interpolant import ComboStoc as ComboStoc
-from ._interpolant import InterpolantLoss as InterpolantLoss
-from ._interpolant import combostoc_times as combostoc_times
-from ._interpolant import compensate as compensate
-from ._interpolant import drift_var as drift_var
-from ._interpolant import mode_shape as mode_shape
-from ._interpolant import sit_eps as sit_eps
-from ._interpolant import sit_interval as sit_interval
-from ._reflected import ConstrainedDSM as ConstrainedDSM
-from ._reflected import SigmaScaledScore as SigmaScaledScore
-from ._time import (
-    AbstractTimeSampler as AbstractTimeSampler,
-)
-from ._time import (
-    LogNormalTime as LogNormalTime,
-)
-from ._time import (
-    StratifiedTime as StratifiedTime,
-)
-from ._time import (
-    UniformTime as UniformTime,
-)
+__all__ = [
+    "AbstractObjective", "AbstractTimeSampler", "AbstractWeighting", "AugmentedDSM",
+    "COMBOSTOC_MODES", "CONSTRAINED_WEIGHTINGS", "ComboStoc", "Constant", "ConstrainedDSM",
+    "DSM", "DiscreteTime", "EqvReg", "FunctionWeighting", "HSM", "INTERPOLANT_PREDICTIONS",
+    "INTERPOLANT_WEIGHTINGS", "InterpolantLoss", "Karras", "LabelDropout", "Likelihood",
+    "LogNormalTime", "MinSNR", "NoiseVariance", "REDUCTIONS", "SNR", "SNRPlusOne",
+    "SiTLikelihood", "SiTVelocity", "StratifiedTime", "TruncatedSNR", "UniformTime", "VLB",
+    "WEIGHTINGS", "approx_std_normal_cdf", "combostoc_times", "compensate",
+    "discretized_gaussian_nll_bpd", "drift_var", "drop_labels", "ema_target",
+    "gaussian_kl_bpd", "hsm_loss", "mode_shape", "raw_output", "sit_eps", "sit_interval",
+    "vlb_terms",
+]

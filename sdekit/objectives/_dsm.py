@@ -1,4 +1,4 @@
-"""Denoising score matching for any Gaussian process, any target and any weighting."""
+r"""Denoising score matching for any Gaussian process, any target and any weighting."""
 
 from __future__ import annotations
 
@@ -6,129 +6,121 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
-import jax.numpy as jnp
-import jax.random as jr
 
-from .._checks import check_real
-from .._custom_types import Array, Data, Float, Key, Time, TimeT
-from .._errors import arg_error, broadcast_time, check_choice, check_output_shape
+from .._custom_types import Array, Data, Float, Key, TimeT
 from .._model import call_model
-from ..parameterisation import PREDICTIONS, convert, edm_weight
-from ..processes import AbstractAffineGaussianProcess, AbstractGaussianProcess
-from ._time import AbstractTimeSampler, UniformTime
+from .._validate import arg_error, check_output_shape, check_real
+from ..parameterisation import X0, AbstractPrediction, convert, prediction
+from ..processes import AbstractGaussianProcess
+from ._base import AbstractObjective, mean_per_example
+from ._time import AbstractTimeSampler
+from ._weighting import (
+    SNR,
+    AbstractWeighting,
+    Constant,
+    Karras,
+    Likelihood,
+    MinSNR,
+    SNRPlusOne,
+    TruncatedSNR,
+    weighting,
+)
 
+#: DSM's weighting shorthands (the modules of `sdekit.objectives` are the general form).
 WEIGHTINGS = ("constant", "snr", "truncated_snr", "snr_plus_one", "min_snr", "likelihood", "karras")
 
 
-class DSM(eqx.Module):
-    """Denoising score matching: ``E_{t, x0, eps}[ lambda(t) mean |target_hat - target|^2 ]``.
+class DSM(AbstractObjective):
+    r"""Denoising score matching (Vincent 2011; Song et al. 2021, "Score-Based Generative
+    Modeling through Stochastic Differential Equations", eq. 7) for any Gaussian process:
 
-    The network output (of kind ``prediction``) is converted exactly to the ``target`` space
-    (``eps``, ``x0``, ``v``, ``score`` or ``velocity``; default: the prediction's own space) and
-    compared with the true target at ``x_t = mean(x0, t) + C_t eps``; ``weighting`` is
-    ``lambda(t)``:
+    $$\ell(x_0, t, \varepsilon) = \lambda(t)\, \overline{\big\| \hat y(x_t, t) - y \big\|^2},
+    \qquad x_t = \mu(x_0, t) + C_t\,\varepsilon,$$
 
-    | weighting | lambda(t) |
-    | --- | --- |
-    | ``constant`` | 1 |
-    | ``snr`` | ``exp(logsnr)`` |
-    | ``truncated_snr`` | ``max(1, snr)`` |
-    | ``snr_plus_one`` | ``1 + snr`` |
-    | ``min_snr`` | ``min(snr, min_snr_gamma)`` (Hang et al. 2023) |
-    | ``likelihood`` | ``g(t)^2`` (with ``target="score"``: the ELBO weighting of Song et al. 2021) |
-    | ``karras`` | ``(s^2 + sd^2) / (s sd)^2``, ``s = sigma/alpha`` (EDM; use with ``target="x0"``) |
-    | a callable | ``weighting(t)`` |
+    the mean over elements of the squared error between the network's output, converted exactly
+    to the ``target`` space (``eps``, ``x0``, ``v``, ``score`` or ``velocity``; default: the
+    prediction's own), and the true target $y$ built from $x_0$ and $\varepsilon$.
 
-    Because ``eps_hat - eps = -(alpha/sigma)(x0_hat - x0)`` and ``v_hat - v = -(x0_hat - x0)/sigma``
-    for VP processes, VDPM's four losses are ``(target, weighting)`` = ``("x0", "constant")``,
-    ``("eps", "constant")`` (= snr in x0 space), ``("x0", "truncated_snr")`` and
-    ``("v", "constant")`` (= 1 + snr in x0 space).
+    **Arguments:**
 
-    Called as ``loss(model, key, x0, cond=None) -> scalar`` (jit-able); the model is called as
-    ``model(x_t, t, cond, key=dropout_key)`` with ``t`` of shape ``(N,)`` or, for a per-element
-    time sampler, shaped like ``x0``.
+    - `process`: an `AbstractGaussianProcess`.
+    - `prediction`: what the network outputs (a prediction module or its name).
+    - `target`: the space the error is measured in (default: ``prediction``).
+    - `weighting`: $\lambda(t)$: a weighting module, a callable ``fn(t)``, or one of
+      ``WEIGHTINGS`` (``constant``, ``snr``, ``truncated_snr``, ``snr_plus_one``,
+      ``min_snr`` with ``min_snr_gamma``, ``likelihood`` ($g^2$; with ``target="score"`` the
+      ELBO weighting), ``karras`` with ``sigma_data``).
+    - `time_sampler`: default ``UniformTime(process.t0, process.t1)``.
+    - `sigma_data`, `min_snr_gamma`: the parameters of the ``karras`` and ``min_snr``
+      shorthands.
+
+    Because $\hat\varepsilon - \varepsilon = -(\alpha/\sigma)(\hat x_0 - x_0)$ and
+    $\hat v - v = -(\hat x_0 - x_0)/\sigma$ for VP processes, VDPM's four losses are
+    ``(target, weighting)`` = ``("x0", "constant")``, ``("eps", "constant")`` (= SNR in x0
+    space), ``("x0", "truncated_snr")`` and ``("v", "constant")`` (= 1 + SNR in x0 space).
     """
 
     process: AbstractGaussianProcess
-    prediction: str = "eps"
-    target: str | None = None
-    weighting: Any = "constant"
-    time_sampler: AbstractTimeSampler | None = None
-    sigma_data: float = 0.5
-    min_snr_gamma: float = 5.0
+    prediction: AbstractPrediction
+    target: AbstractPrediction
+    weighting: AbstractWeighting
+    time_sampler: AbstractTimeSampler | None
+    sigma_data: float = eqx.field(static=True)
+    min_snr_gamma: float = eqx.field(static=True)
 
-    def __check_init__(self):
-        if not isinstance(self.process, AbstractGaussianProcess):
-            raise arg_error("process", type(self.process).__name__, "an AbstractGaussianProcess")
-        check_choice("prediction", self.prediction, PREDICTIONS)
-        check_real("sigma_data", self.sigma_data, lo=0.0, lo_open=True)
-        check_real("min_snr_gamma", self.min_snr_gamma, lo=0.0, lo_open=True)
-        if self.target is not None:
-            check_choice("target", self.target, PREDICTIONS)
-        if not callable(self.weighting):
-            check_choice("weighting", self.weighting, WEIGHTINGS)
-            needs_affine = self.weighting in (
-                "snr", "truncated_snr", "snr_plus_one", "min_snr", "karras"
-            )
-            if needs_affine and not isinstance(self.process, AbstractAffineGaussianProcess):
-                raise arg_error("weighting", self.weighting,
-                                "'constant', 'likelihood' or a callable for a non-affine process")
+    def __init__(self, process: AbstractGaussianProcess, prediction: Any = "eps",
+                 target: Any = None, weighting: Any = "constant",
+                 time_sampler: AbstractTimeSampler | None = None, sigma_data: float = 0.5,
+                 min_snr_gamma: float = 5.0):
+        if not isinstance(process, AbstractGaussianProcess):
+            raise arg_error("process", type(process).__name__, "an AbstractGaussianProcess")
+        check_real("sigma_data", sigma_data, lo=0.0, lo_open=True)
+        check_real("min_snr_gamma", min_snr_gamma, lo=0.0, lo_open=True)
+        self.process = process
+        self.prediction = _prediction(prediction, "prediction")
+        self.target = self.prediction if target is None else _prediction(target, "target")
+        self.sigma_data = float(sigma_data)
+        self.min_snr_gamma = float(min_snr_gamma)
+        self.weighting = weighting_of(weighting, sigma_data=self.sigma_data,
+                                      min_snr_gamma=self.min_snr_gamma)
+        self.weighting.check_process(process)
+        self.time_sampler = time_sampler
 
-    @property
-    def _target(self) -> str:
-        return self.prediction if self.target is None else self.target
-
-    @property
-    def _times(self) -> AbstractTimeSampler:
-        if self.time_sampler is not None:
-            return self.time_sampler
-        return UniformTime(float(self.process.t0), float(self.process.t1))
-
-    def weight(self, t: Time, x: Data) -> Array:
-        """``lambda(t)`` broadcast against ``x``."""
-        tb = broadcast_time(t, x)
-        w = self.weighting
-        p = self.process
-        if callable(w):
-            return jnp.asarray(w(tb))
-        if w == "constant":
-            return jnp.ones_like(tb)
-        if w == "likelihood":
-            return p.diffusion(tb, x) ** 2
-        if w == "karras":
-            return edm_weight(p.sigma(tb) / p.alpha(tb), self.sigma_data)
-        snr = jnp.exp(p.logsnr(tb))
-        if w == "snr":
-            return snr
-        if w == "truncated_snr":
-            return jnp.maximum(snr, 1.0)
-        if w == "snr_plus_one":
-            return 1.0 + snr
-        return jnp.minimum(snr, self.min_snr_gamma)
-
-    def true_target(self, x0: Data, x_t: Data, t: Time, eps: Data) -> Data:
+    def true_target(self, x0: Data, x_t: Data, t: TimeT, eps: Data) -> Data:
         """The regression target at ``x_t`` built from ``x0`` with noise ``eps``."""
-        target = self._target
-        if target == "x0":
+        if isinstance(self.target, X0):
             return x0  # x_t = mean(x0, t) + C_t eps, so the data prediction target is x0 itself
-        return convert(self.process, eps, x_t, t, source="eps", target=target)
+        return convert(self.process, eps, x_t, t, source="eps", target=self.target)
 
     def per_example(self, model: Callable, x0: Float[Array, "batch *dims"], t: TimeT,
                     eps: Float[Array, "batch *sdims"], cond: Any = None,
-                    key: Key | None = None) -> Float[Array, " batch"]:
+                    key: Key | None = None, *, aux: Any = None) -> Float[Array, " batch"]:
         """Per-example losses for given times and noise (deterministic; for tests/analysis)."""
         p = self.process
         x_t = p.perturb(x0, t, eps)
         out = call_model(model, x_t, t, cond, key)
         check_output_shape("model", out, p.prediction_shape(x_t.shape))
-        pred = convert(p, out, x_t, t, source=self.prediction, target=self._target)
+        pred = convert(p, out, x_t, t, source=self.prediction, target=self.target)
         err = (pred - self.true_target(x0, x_t, t, eps)) ** 2 * self.weight(t, x_t)
-        return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
+        return mean_per_example(err)
 
-    def __call__(
-        self, model: Callable, key: Key, x0: Float[Array, "batch *dims"], cond: Any = None
-    ) -> Float[Array, ""]:
-        k_t, k_eps, k_drop = jr.split(key, 3)
-        t = self._times(k_t, x0.shape)
-        eps = jr.normal(k_eps, self.process.state_shape(x0.shape), x0.dtype)
-        return jnp.mean(self.per_example(model, x0, t, eps, cond, k_drop))
+
+def _prediction(kind: Any, name: str) -> AbstractPrediction:
+    if isinstance(kind, str) and kind == "noise":
+        raise arg_error(name, kind, "one of 'eps', 'x0', 'score', 'v', 'velocity' (the noise "
+                        "prediction is called 'eps')")
+    return prediction(kind, name=name)
+
+
+def weighting_of(value: Any, *, sigma_data: float = 0.5,
+                 min_snr_gamma: float = 5.0) -> AbstractWeighting:
+    """DSM's shorthands (``WEIGHTINGS``) resolved to weighting modules."""
+    table = {
+        "constant": Constant, "snr": SNR, "truncated_snr": TruncatedSNR,
+        "snr_plus_one": SNRPlusOne, "min_snr": lambda: MinSNR(min_snr_gamma),
+        "likelihood": Likelihood, "karras": lambda: Karras(sigma_data),
+    }
+    return weighting(value, table)
+
+
+__all__ = ["DSM", "WEIGHTINGS"]

@@ -1,5 +1,12 @@
-"""The equivariance regulariser ``eqv_reg`` of structure-preserving diffusion (Lu, Szabados & Yu
-2024; spec ``structure_preserving.md`` section 5), composable with any base objective."""
+r"""The equivariance regulariser of structure-preserving diffusion (Lu, Szabados & Yu 2024,
+"Structure Preserving Diffusion Models"), composable with any objective:
+
+$$\mathcal L = \mathcal L_{\text{base}} + w\, \mathbb E_{t, x_t}\Big[\overline{\big\|F_\theta(x_t)
+- g^{-1} F_{\text{tgt}}(g\, x_t)\big\|^2}\Big],$$
+
+one group element $g$ per mini-batch, $F$ the raw network output and $F_{\text{tgt}}$ an
+exponential moving average of the network (the objective's auxiliary state).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +19,12 @@ import jax.random as jr
 import numpy as np
 
 from .._custom_types import Array, Data, Key
-from .._errors import arg_error, broadcast_time
 from .._model import call_model
+from .._validate import arg_error, broadcast_time, check_real
 from ..nets.equivariant._groups import get_group
-from ..parameterisation import Precond
 from ..processes import AbstractGaussianProcess
-from ._time import UniformTime
+from ..wrappers import Precond
+from ._base import AbstractObjective, mean_per_example
 
 
 def _perm_tables(group: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +43,7 @@ def _gather(x: Array, perm: Array) -> Array:
 
 def raw_output(model: Any, x_t: Data, t: Any, cond: Any = None, key: Any = None) -> Data:
     """The raw network output the regulariser compares: for a
-    [`Precond`][sdekit.parameterisation.Precond] model, ``F(c_in x_t / alpha, c_noise)`` (before
+    [`Precond`][sdekit.wrappers.Precond] model, ``F(c_in x_t / alpha, c_noise)`` (before
     the ``c_skip`` / ``c_out`` combination, as in the paper); otherwise ``model(x_t, t)``."""
     if isinstance(model, Precond):
         tb = broadcast_time(t, x_t)
@@ -47,79 +54,112 @@ def raw_output(model: Any, x_t: Data, t: Any, cond: Any = None, key: Any = None)
     return call_model(model, x_t, t, cond, key)
 
 
-class EqvReg(eqx.Module):
+class EqvReg(AbstractObjective):
     """``loss = objective(model) + weight * E[ mean |F(x_t) - g^{-1} F_tgt(g x_t)|^2 ]``.
 
     One group element ``g`` is drawn per mini-batch (uniformly among the non-identity elements,
     or all of them with ``include_identity``), ``x_t`` is drawn from the process at a time from
     the objective's time sampler, ``F`` is the raw network output
     ([`raw_output`][sdekit.objectives.raw_output]: inside EDM preconditioning when the model is a
-    `Precond`), and ``F_tgt`` is the *target network*: an exponential moving average of the model
-    (rate 0.95 in the paper; update it after every step with
-    [`ema_target`][sdekit.objectives.ema_target]), without gradient. The regulariser has no time
-    weighting. ``objective`` is any loss ``(model, key, x0, cond) -> scalar`` with a ``process``
-    (e.g. `DSM` with ``weighting="karras"`` and a `LogNormalTime` sampler on the `EDM` process).
+    `Precond`), and ``F_tgt`` is the *target network*, the objective's auxiliary state: an
+    exponential moving average of the model with rate ``target_rate`` (0.95 in the paper), used
+    without gradient. `fit` keeps and checkpoints it; called by hand, pass it as ``aux=`` (a
+    model or its array leaves; ``None`` uses the model itself, a target rate of 0). The
+    regulariser has no time weighting. ``objective`` is any `AbstractObjective` on a Gaussian
+    process (e.g. `DSM` with ``weighting="karras"`` and a `LogNormalTime` sampler on `EDM`).
 
-    Called as ``loss(model, key, x0, cond=None, *, target=None)``; ``target=None`` uses the
-    model itself (with ``stop_gradient``), i.e. a target rate of 0 — this is what `fit` does,
-    since its objectives take no extra state. The regulariser makes a plain network
-    *approximately* equivariant; for exactness use an equivariant architecture or
-    [`symmetrise`][sdekit.nets.equivariant.symmetrise].
+    The regulariser makes a plain network *approximately* equivariant; for exactness use an
+    equivariant architecture or [`symmetrise`][sdekit.wrappers.symmetrise].
 
     Differences from the original code: the identity is excluded for every group (the original
     excludes it for C4 but may draw it for D4, where it contributes zero); with
     self-conditioning the regulariser runs the network with a zero estimate on both sides.
     """
 
-    objective: Any
+    objective: AbstractObjective
     group: str = eqx.field(static=True)
     weight: float = 1.0
     include_identity: bool = eqx.field(static=True, default=False)
+    target_rate: float = 0.95
 
     def __check_init__(self):
-        if not callable(self.objective):
-            raise arg_error("objective", type(self.objective).__name__, "a loss callable")
-        if not isinstance(getattr(self.objective, "process", None), AbstractGaussianProcess):
+        if not isinstance(self.objective, AbstractObjective):
             raise arg_error("objective", type(self.objective).__name__,
-                            "an objective with a `process` attribute (e.g. DSM)")
+                            "an AbstractObjective (e.g. DSM)")
+        if not isinstance(self.objective.process, AbstractGaussianProcess):
+            raise arg_error("objective", type(self.objective).__name__,
+                            "an objective on a Gaussian process (e.g. DSM)")
         get_group(self.group)
-        if float(self.weight) < 0:
-            raise arg_error("weight", self.weight, "a value >= 0")
+        check_real("weight", self.weight, lo=0.0)
+        check_real("target_rate", self.target_rate, lo=0.0, hi=1.0)
 
-    def _time_sampler(self):
-        ts = getattr(self.objective, "time_sampler", None)
-        if ts is not None:
-            return ts
-        p = self.objective.process
-        return UniformTime(float(p.t0), float(p.t1))
+    # the wrapped objective's process, times and weighting
+    @property
+    def process(self):
+        return self.objective.process
 
-    def regulariser(self, model: Any, key: Key, x0: Data, cond: Any = None, *,
-                    target: Any = None) -> Array:
-        """The regulariser term alone (one ``g``, one draw of ``t`` and ``x_t``)."""
+    @property
+    def time_sampler(self):
+        return self.objective.time_sampler
+
+    @property
+    def weighting(self):
+        return self.objective.weighting
+
+    def default_times(self):
+        return self.objective.times
+
+    def init_aux(self, model: Any) -> Any:
+        """The target network's arrays, starting as the model's."""
+        return eqx.filter(model, eqx.is_inexact_array)
+
+    def update_aux(self, aux: Any, model: Any) -> Any:
+        """``target <- target_rate * target + (1 - target_rate) * model``."""
+        return eqx.filter(ema_target(aux, model, self.target_rate), eqx.is_inexact_array)
+
+    def draw(self, key, x0):
+        k_base, k_reg = jr.split(key)
+        t, noise, k_model = self.objective.draw(k_base, x0)
+        return t, (*noise, k_reg), k_model
+
+    def per_example(self, model: Any, x0: Data, t: Any, *noise: Any, cond: Any = None,
+                    key: Key | None = None, aux: Any = None) -> Array:
+        """The base objective's per-example loss plus ``weight`` times the regulariser's; the
+        last entry of ``noise`` is the regulariser's key."""
+        *base_noise, k_reg = noise
+        base = self.objective.per_example(model, x0, t, *base_noise, cond=cond, key=key)
+        reg = self._regulariser(model, k_reg, x0, cond, aux)
+        return base + self.weight * reg
+
+    def _target(self, model, aux):
+        if aux is None:
+            return model
+        return eqx.combine(aux, eqx.filter(model, eqx.is_inexact_array, inverse=True))
+
+    def _regulariser(self, model, key, x0, cond, aux) -> Array:
         if x0.ndim != 4 or x0.shape[1] != x0.shape[2]:
             raise arg_error("x0", f"shape {x0.shape}", "square NHWC images (N, H, H, C)")
         grp = get_group(self.group)
         if grp.order == 1:
-            return jnp.zeros((), x0.dtype)
+            return jnp.zeros(x0.shape[:1], x0.dtype)
         k_t, k_x, k_g = jr.split(key, 3)
         p = self.objective.process
-        t = self._time_sampler()(k_t, x0.shape)
+        t = self.objective.times(k_t, x0.shape)
         x_t = p.sample_marginal(k_x, x0, t)
         lo = 0 if self.include_identity else 1
         g = jr.randint(k_g, (), lo, grp.order)
         fwd, inv = _perm_tables(self.group, x0.shape[1], x0.shape[2])
         fwd, inv = jnp.asarray(fwd)[g], jnp.asarray(inv)[g]
-        tgt = jax.lax.stop_gradient(model if target is None else target)
+        tgt = jax.lax.stop_gradient(self._target(model, aux))
         t_g = _gather(t, fwd) if jnp.ndim(t) == 4 and t.shape[1:3] == x_t.shape[1:3] else t
         out = raw_output(model, x_t, t, cond)
         back = _gather(raw_output(tgt, _gather(x_t, fwd), t_g, cond), inv)
-        return jnp.mean(jnp.square(out - jax.lax.stop_gradient(back)))
+        return mean_per_example(jnp.square(out - jax.lax.stop_gradient(back)))
 
-    def __call__(self, model: Any, key: Key, x0: Data, cond: Any = None, *,
-                 target: Any = None) -> Array:
-        k_base, k_reg = jr.split(key)
-        base = self.objective(model, k_base, x0, cond)
-        return base + self.weight * self.regulariser(model, k_reg, x0, cond, target=target)
+    def regulariser(self, model: Any, key: Key, x0: Data, cond: Any = None, *,
+                    aux: Any = None) -> Array:
+        """The regulariser term alone (one ``g``, one draw of ``t`` and ``x_t``)."""
+        return jnp.mean(self._regulariser(model, key, x0, cond, aux))
 
 
 def ema_target(target: Any, model: Any, rate: float = 0.95) -> Any:

@@ -21,16 +21,18 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, Data, Key, Shape, Time
-from .._errors import arg_error, broadcast_time, check_choice, check_less, check_output_shape
 from .._model import call_model
+from .._validate import arg_error, broadcast_time, check_choice, check_order, check_output_shape
+from ..parameterisation import AbstractPrediction, Eps, Score, Velocity
 from ..processes import AbstractAffineGaussianProcess
 from ..processes._interpolant import PATHS, Interpolant
+from ._base import AbstractObjective, mean_per_example
 from ._time import AbstractTimeSampler, UniformTime
+from ._weighting import AbstractWeighting, Constant, SiTLikelihood, SiTVelocity, weighting
 
 #: Predictions of `InterpolantLoss` (SiT's ``--prediction``; ``eps`` is an alias of ``noise``).
 INTERPOLANT_PREDICTIONS: tuple[str, ...] = ("velocity", "noise", "score", "eps")
@@ -51,9 +53,19 @@ def _path_of(path: Any) -> str:
     return p
 
 
-def _prediction(prediction: str) -> str:
+def _prediction(prediction: Any) -> str:
+    """SiT's name of a prediction (``velocity``, ``noise`` or ``score``) from a name or module."""
+    if isinstance(prediction, AbstractPrediction):
+        names = {Velocity: "velocity", Eps: "noise", Score: "score"}
+        if type(prediction) not in names:
+            raise arg_error("prediction", prediction, "Velocity(), Eps() or Score() (SiT's "
+                            "velocity, noise and score models)")
+        return names[type(prediction)]
     check_choice("prediction", prediction, INTERPOLANT_PREDICTIONS)
     return "noise" if prediction == "eps" else prediction
+
+
+_MODULES = {"velocity": Velocity(), "noise": Eps(), "score": Score()}
 
 
 def sit_eps(path: Any, prediction: str = "velocity", *, train_eps: float | None = None,
@@ -211,7 +223,12 @@ class ComboStoc(AbstractTimeSampler):
 
     def __check_init__(self):
         _mode(self.mode)
-        check_less("t_min", self.t_min, "t_max", self.t_max)
+        check_order("t_min", self.t_min, "t_max", self.t_max)
+
+    @property
+    def per_element(self) -> bool:
+        """Always True: the time has the data's shape."""
+        return True
 
     def __call__(self, key: Key, data_shape: Shape) -> Array:
         shape = tuple(int(s) for s in data_shape)
@@ -248,52 +265,51 @@ def compensate(x0: Data, x_t: Data, u: Data, *, first_half: bool = True) -> Data
 
 
 # --- the loss ------------------------------------------------------------------------------
-def _derivs(process: AbstractAffineGaussianProcess, t: Array):
-    """``alpha, sigma, alpha', sigma'`` at (broadcast) ``t``: closed forms when the process has
-    them (interpolants), forward-mode autodiff otherwise."""
-    if hasattr(process, "d_alpha") and hasattr(process, "d_sigma"):
-        return process.alpha(t), process.sigma(t), process.d_alpha(t), process.d_sigma(t)
-    a, da = jax.jvp(process.alpha, (t,), (jnp.ones_like(t),))
-    s, ds = jax.jvp(process.sigma, (t,), (jnp.ones_like(t),))
-    return a, s, da, ds
-
-
 def drift_var(process: AbstractAffineGaussianProcess, t: Time) -> Array:
     """SiT's ``drift_var(t) = g(t)^2 / 2`` (its ``SBDM`` diffusion) for any affine process."""
-    if hasattr(process, "drift_var"):
-        return process.drift_var(t)
-    return 0.5 * process.g2(t)
+    return process.drift_var(t)
 
 
-class InterpolantLoss(eqx.Module):
-    """SiT's training losses (``Transport.training_losses``) for any affine Gaussian process.
+def _sit_weighting(value: Any) -> AbstractWeighting:
+    return weighting(value, {None: Constant, "velocity": SiTVelocity,
+                             "likelihood": SiTLikelihood})
 
-    With ``x_t = alpha(t) x_0 + sigma(t) eps`` and ``t`` from ``time_sampler`` (per example or,
-    e.g. with [`ComboStoc`][sdekit.objectives.ComboStoc], per element), the loss per example is
-    the mean over its elements of
+
+class InterpolantLoss(AbstractObjective):
+    r"""SiT's training losses (Ma et al. 2024, "SiT: Exploring Flow and Diffusion-based
+    Generative Models with Scalable Interpolant Transformers", ``Transport.training_losses``)
+    for any affine Gaussian process. With $x_t = \alpha(t) x_0 + \sigma(t)\varepsilon$ and $t$
+    from ``time_sampler`` (per example or, e.g. with [`ComboStoc`][sdekit.objectives.ComboStoc],
+    per element), the loss per example is the mean over its elements of
 
     | prediction | loss |
     | --- | --- |
-    | ``velocity`` | ``(v_hat - u)^2``, ``u = alpha' x_0 + sigma' eps`` (or compensated) |
-    | ``noise`` (``eps``) | ``lambda(t) (eps_hat - eps)^2`` |
-    | ``score`` | ``lambda(t) (sigma s_hat + eps)^2`` |
+    | ``velocity`` | $(\hat u - u)^2$, $u = \alpha' x_0 + \sigma' \varepsilon$ (or compensated) |
+    | ``noise`` (``eps``) | $\lambda(t) (\hat\varepsilon - \varepsilon)^2$ |
+    | ``score`` | $\lambda(t) (\sigma \hat s + \varepsilon)^2$ |
 
-    ``weighting`` (SiT's ``--loss-weight``; noise and score only): ``None`` (1), ``velocity``
-    (``(drift_var / sigma)^2``) or ``likelihood`` (``drift_var / sigma^2``), with
-    ``drift_var = g^2 / 2``; all element-wise for per-element times.
+    **Arguments:**
 
-    ``compensate=True`` replaces the velocity target by ComboStoc's
-    [`compensate`][sdekit.objectives.compensate] (on the first half-batch, or on all with
-    ``compensate_first_half=False``); it needs ``prediction="velocity"``.
-
-    The default ``time_sampler`` is uniform on SiT's training interval
-    ([`sit_interval`][sdekit.objectives.sit_interval]) for an `Interpolant`, on
-    ``[process.t0, process.t1]`` otherwise. Called as ``loss(model, key, x0, cond=None)``.
+    - `process`: any `AbstractAffineGaussianProcess` (`Interpolant`, `VP`, `LogSNR`, ...).
+    - `prediction`: ``velocity``, ``noise`` (alias ``eps``) or ``score``, or the modules
+      `Velocity`, `Eps`, `Score`.
+    - `weighting`: SiT's ``--loss-weight`` (noise and score only): ``None``
+      ([`Constant`][sdekit.objectives.Constant]), ``velocity``
+      ([`SiTVelocity`][sdekit.objectives.SiTVelocity], $(g^2/2\sigma)^2$) or ``likelihood``
+      ([`SiTLikelihood`][sdekit.objectives.SiTLikelihood], $g^2/2\sigma^2$), or any weighting
+      module; element-wise for per-element times.
+    - `time_sampler`: default: uniform on SiT's training interval
+      ([`sit_interval`][sdekit.objectives.sit_interval]) for an `Interpolant`, on
+      ``[process.t0, process.t1]`` otherwise.
+    - `compensate`: replace the velocity target by ComboStoc's
+      [`compensate`][sdekit.objectives.compensate] (on the first half-batch, or on all with
+      ``compensate_first_half=False``); needs ``prediction="velocity"``.
     """
 
     process: AbstractAffineGaussianProcess
-    prediction: str = "velocity"
-    weighting: str | None = None
+    prediction: AbstractPrediction = eqx.field(
+        default="velocity", converter=lambda p: _MODULES[_prediction(p)])
+    weighting: AbstractWeighting = eqx.field(default=None, converter=_sit_weighting)
     time_sampler: AbstractTimeSampler | None = None
     compensate: bool = False
     compensate_first_half: bool = True
@@ -302,22 +318,18 @@ class InterpolantLoss(eqx.Module):
         if not isinstance(self.process, AbstractAffineGaussianProcess):
             raise arg_error("process", type(self.process).__name__,
                             "an AbstractAffineGaussianProcess (Interpolant, VP, LogSNR, ...)")
-        _prediction(self.prediction)
-        if self.weighting not in INTERPOLANT_WEIGHTINGS:
-            raise arg_error("weighting", self.weighting, "None, 'velocity' or 'likelihood'")
-        if self.weighting is not None and _prediction(self.prediction) == "velocity":
+        velocity = isinstance(self.prediction, Velocity)
+        if velocity and not isinstance(self.weighting, Constant):
             raise arg_error("weighting", self.weighting,
                             "None for a velocity model (SiT weights noise and score losses only)")
-        if self.compensate and _prediction(self.prediction) != "velocity":
+        self.weighting.check_process(self.process)
+        if self.compensate and not velocity:
             raise arg_error("compensate", self.compensate,
                             "False unless prediction='velocity' (the target of noise and score "
                             "models is the noise itself)")
 
-    @property
-    def times(self) -> AbstractTimeSampler:
-        """The time sampler in use."""
-        if self.time_sampler is not None:
-            return self.time_sampler
+    def default_times(self) -> AbstractTimeSampler:
+        """Uniform on SiT's training interval (`Interpolant`), else on ``[t0, t1]``."""
         p = self.process
         if isinstance(p, Interpolant):
             lo, hi = sit_interval(p, self.prediction, "train")
@@ -326,49 +338,32 @@ class InterpolantLoss(eqx.Module):
             lo, hi = float(p.t0), float(p.t1)
         return UniformTime(lo, hi)
 
-    def weight(self, t: Time, x: Data) -> Array:
-        """``lambda(t)`` broadcast against ``x``."""
-        tb = broadcast_time(t, x)
-        if self.weighting is None:
-            return jnp.ones_like(tb)
-        dv = drift_var(self.process, tb)
-        s = self.process.sigma(tb)
-        return (dv / s) ** 2 if self.weighting == "velocity" else dv / s**2
-
     def target(self, x0: Data, t: Time, eps: Data) -> tuple[Data, Data]:
         """``(x_t, target)``: the interpolant and the regression target for given ``t``, noise."""
+        p = self.process
         tb = broadcast_time(t, x0)
-        a, s, da, ds = _derivs(self.process, tb)
-        x_t = a * x0 + s * eps
-        pred = _prediction(self.prediction)
-        if pred != "velocity":
+        x_t = p.alpha(tb) * x0 + p.sigma(tb) * eps
+        if not isinstance(self.prediction, Velocity):
             return x_t, eps
-        u = da * x0 + ds * eps
+        u = p.d_alpha(tb) * x0 + p.d_sigma(tb) * eps
         if self.compensate:
             u = compensate(x0, x_t, u, first_half=self.compensate_first_half)
         return x_t, u
 
     def per_example(self, model: Callable, x0: Data, t: Time, eps: Data, cond: Any = None,
-                    key: Key | None = None) -> Array:
+                    key: Key | None = None, *, aux: Any = None) -> Array:
         """Per-example losses for given times and noise (deterministic; for tests/analysis)."""
         x_t, target = self.target(x0, t, eps)
         out = call_model(model, x_t, t, cond, key)
         check_output_shape("model", out, x_t.shape)
-        pred = _prediction(self.prediction)
-        if pred == "velocity":
+        if isinstance(self.prediction, Velocity):
             err = (out - target) ** 2
-        elif pred == "noise":
+        elif isinstance(self.prediction, Eps):
             err = self.weight(t, x_t) * (out - target) ** 2
         else:
             s = self.process.sigma(broadcast_time(t, x_t))
             err = self.weight(t, x_t) * (s * out + target) ** 2
-        return jnp.mean(err.reshape(err.shape[0], -1), axis=-1)
-
-    def __call__(self, model: Callable, key: Key, x0: Data, cond: Any = None) -> Array:
-        k_t, k_eps, k_drop = jr.split(key, 3)
-        t = self.times(k_t, x0.shape)
-        eps = jr.normal(k_eps, x0.shape, x0.dtype)
-        return jnp.mean(self.per_example(model, x0, t.astype(x0.dtype), eps, cond, k_drop))
+        return mean_per_example(err)
 
 
 __all__ = [

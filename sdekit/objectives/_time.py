@@ -1,6 +1,5 @@
-"""Training-time distributions: uniform on ``[t_eps, t1]``, stratified, EDM log-normal."""
-
-from __future__ import annotations
+r"""Training-time distributions: uniform on $[t_\epsilon, t_1]$, stratified, EDM's log-normal,
+discrete DDPM steps; ComboStoc's per-element times are in ``_interpolant.py``."""
 
 import abc
 
@@ -8,16 +7,19 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import check_order, check_real
 from .._custom_types import Array, Key, Shape
+from .._validate import check_order, check_real, static_int
 
 
 class AbstractTimeSampler(eqx.Module):
-    """Draws training times. ``per_element=True`` gives one time per element of the data
-    (ComboStoc-style asynchronous time); otherwise one time per example, shape ``(N,)``."""
+    """Draws training times: ``sampler(key, data_shape)`` returns one time per example (shape
+    ``(N,)``) or, with ``per_element=True``, one per element of the data (ComboStoc-style
+    asynchronous time). Subclasses give `draw` and the field ``per_element``."""
+
+    per_element: eqx.AbstractVar[bool]
 
     def __call__(self, key: Key, data_shape: Shape) -> Array:
-        shape = tuple(data_shape) if getattr(self, "per_element", False) else tuple(data_shape[:1])
+        shape = tuple(data_shape) if self.per_element else tuple(data_shape[:1])
         return self.draw(key, shape)
 
     @abc.abstractmethod
@@ -82,3 +84,18 @@ class LogNormalTime(AbstractTimeSampler):
     def draw(self, key: Key, shape: Shape) -> Array:
         t = jnp.exp(self.p_mean + self.p_std * jr.normal(key, shape))
         return jnp.clip(t, self.t_min, self.t_max)
+
+
+class DiscreteTime(AbstractTimeSampler):
+    """DDPM's discrete steps in continuous time: ``t = (k + 1) / T`` with
+    ``k ~ U{0, ..., T - 1}`` (VDPM's ``train_timesteps``)."""
+
+    num_timesteps: int = 1000
+    per_element: bool = False
+
+    def __check_init__(self):
+        static_int("num_timesteps", self.num_timesteps, 1)
+
+    def draw(self, key: Key, shape: Shape) -> Array:
+        k = jr.randint(key, shape, 0, self.num_timesteps)
+        return (k + 1).astype(jnp.float32) / self.num_timesteps

@@ -7,8 +7,6 @@ once here in terms of the schedule. [`AffineProcess`][sdekit.processes.AffinePro
 schedule; `VP`, `SubVP`, `VE`, `EDM` and `LogSNR` are affine processes with named constructors.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any
 
@@ -16,9 +14,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import static_float
 from .._custom_types import Array, Batch, Dims, Key, PerExample, Shape, Time, TimeT
-from .._errors import arg_error, broadcast_time
+from .._validate import arg_error, broadcast_time, static_float
 from ._base import AbstractGaussianProcess, check_time_domain
 from ._schedules import AbstractSchedule
 
@@ -63,6 +60,22 @@ class AbstractAffineGaussianProcess(AbstractGaussianProcess):
     def g2(self, t: Time) -> Array:
         """Squared diffusion ``g(t)^2 = d sigma^2/dt - 2 f(t) sigma(t)^2``."""
         return self.schedule.g2(t)
+
+    def d_alpha(self, t: Time) -> Array:
+        """``d alpha / dt`` (the schedule's closed form, or forward-mode autodiff)."""
+        return self.schedule.d_alpha(t)
+
+    def d_sigma(self, t: Time) -> Array:
+        """``d sigma / dt`` (the schedule's closed form, or forward-mode autodiff)."""
+        return self.schedule.d_sigma(t)
+
+    def drift_var(self, t: Time) -> Array:
+        """``g(t)^2 / 2`` (SiT's ``drift_var``, the diffusion of its ``SBDM`` form)."""
+        return 0.5 * self.g2(t)
+
+    def noise_scale(self, t: Time) -> Array:
+        """The scale of the noise in the transition: ``sigma(t)``."""
+        return self.sigma(t)
 
     def scaled_sigma(self, t: Time) -> Array:
         """``sigma(t) / alpha(t) = exp(-logsnr(t) / 2)``, the noise level of ``x_t / alpha(t)``."""
@@ -169,8 +182,13 @@ class AffineProcess(AbstractAffineGaussianProcess):
     """
 
     schedule: AbstractSchedule
-    t0: float = eqx.field(static=True, default=1e-5, converter=_t0)
-    t1: float = eqx.field(static=True, default=1.0, converter=_t1)
+    t0: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+
+    def __init__(self, schedule: AbstractSchedule, t0: Any = 1e-5, t1: Any = 1.0):
+        self.schedule = schedule
+        self.t0 = _t0(t0)
+        self.t1 = _t1(t1)
 
 
 __all__ = ["AbstractAffineGaussianProcess", "AffineProcess"]

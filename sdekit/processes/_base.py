@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax.random as jr
 
-from .._checks import check_order, check_real
 from .._custom_types import Array, Data, Key, Shape, Time
+from .._validate import check_order, check_real
 
 
 def check_time_domain(t0: Any, t1: Any) -> None:
@@ -39,14 +39,17 @@ class AbstractProcess(eqx.Module):
     #: and the samplers apply it after every step (or refuse the process).
     bounded: ClassVar[bool] = False
 
-    # Concrete subclasses supply ``t0`` and ``t1`` (the time domain the process is trained on) as
-    # fields; they are not declared here so that each subclass keeps its own field order.
+    # Every concrete process has the fields ``t0`` and ``t1`` (static Python floats,
+    # ``0 <= t0 < t1``): the time domain it is trained on. They are not declared here (an
+    # ``AbstractVar`` would put them first in every subclass's positional arguments).
 
     def __check_init__(self):
-        for name in ("t0", "t1"):
-            if not hasattr(self, name):
-                raise TypeError(f"{type(self).__name__} must define the attribute `{name}`.")
-        check_time_domain(self.t0, self.t1)
+        try:
+            t0, t1 = self.t0, self.t1
+        except AttributeError as e:
+            raise TypeError(f"{type(self).__name__} must have the fields `t0` and `t1` (its time "
+                            "domain).") from e
+        check_time_domain(t0, t1)
 
     @abc.abstractmethod
     def drift(self, t: Time, x: Data) -> Data:
@@ -71,6 +74,23 @@ class AbstractProcess(eqx.Module):
     def data_part(self, z: Data) -> Data:
         """The data part of a state (the identity unless the state is augmented)."""
         return z
+
+    def expand_predicted(self, value: Data, state_shape: Shape) -> Data:
+        """A network output of shape ``prediction_shape(state_shape)`` as a state-shaped array
+        (zeros for the components the network does not predict). The identity unless the
+        network predicts only some components of an augmented state."""
+        return value
+
+    # --- score <-> probability-flow velocity (any process) -----------------------------------
+    def score_to_velocity(self, score: Data, x_t: Data, t: Time) -> Data:
+        """The probability-flow velocity ``dx/dt = f(t, x) - g(t)^2 s / 2`` of a score."""
+        g = self.diffusion(t, x_t)
+        return self.drift(t, x_t) - 0.5 * g**2 * score
+
+    def velocity_to_score(self, velocity: Data, x_t: Data, t: Time) -> Data:
+        """The score ``2 (f(t, x) - u) / g(t)^2`` of a probability-flow velocity ``u``."""
+        g = self.diffusion(t, x_t)
+        return 2.0 * (self.drift(t, x_t) - velocity) / g**2
 
     @abc.abstractmethod
     def prior_sample(self, key: Key, shape: Shape) -> Data:
@@ -122,6 +142,19 @@ class AbstractGaussianProcess(AbstractProcess):
     @abc.abstractmethod
     def x0_to_eps(self, x0: Data, x_t: Data, t: Time) -> Data:
         """Noise prediction from a data prediction."""
+
+    # --- velocity <-> noise (generic routes through the score; closed forms override) -------
+    def velocity_to_eps(self, velocity: Data, x_t: Data, t: Time) -> Data:
+        """Noise prediction from a probability-flow velocity (through the score)."""
+        return self.score_to_eps(self.velocity_to_score(velocity, x_t, t), x_t, t)
+
+    def eps_to_velocity(self, eps: Data, x_t: Data, t: Time) -> Data:
+        """Probability-flow velocity from a noise prediction (through the score)."""
+        return self.score_to_velocity(self.eps_to_score(eps, x_t, t), x_t, t)
+
+    def velocity_to_x0(self, velocity: Data, x_t: Data, t: Time) -> Data:
+        """Data prediction from a probability-flow velocity (through the noise)."""
+        return self.eps_to_x0(self.velocity_to_eps(velocity, x_t, t), x_t, t)
 
     def sample_marginal(self, key: Key, x0: Data, t: Time) -> Data:
         shape = self.state_shape(x0.shape)

@@ -7,9 +7,8 @@ from typing import Any
 
 import equinox as eqx
 
-from .._checks import check_order, check_real, static_float
 from .._custom_types import Array, Time
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice, check_order, check_real, static_float
 from ._affine import AbstractAffineGaussianProcess
 from ._schedules import (
     AbstractVPSchedule,
@@ -68,17 +67,17 @@ class VP(AbstractAffineGaussianProcess):
     @property
     def beta_min(self) -> Any:
         """``beta_min`` of the linear schedule."""
-        return _schedule_attr(self, "beta_min")
+        return _schedule_attr(self, LinearBetaSchedule, "beta_min")
 
     @property
     def beta_max(self) -> Any:
         """``beta_max`` of the linear schedule."""
-        return _schedule_attr(self, "beta_max")
+        return _schedule_attr(self, LinearBetaSchedule, "beta_max")
 
     @property
     def cosine_s(self) -> Any:
         """The offset ``s`` of the cosine schedule."""
-        return _schedule_attr(self, "s")
+        return _schedule_attr(self, CosineSchedule, "s")
 
     def beta(self, t: Time) -> Array:
         """``beta(t)``."""
@@ -89,8 +88,8 @@ class VP(AbstractAffineGaussianProcess):
         return self.schedule.integrated_beta(t)
 
 
-def _schedule_attr(process: Any, name: str) -> Any:
-    if not hasattr(process.schedule, name):
+def _schedule_attr(process: Any, kind: type, name: str) -> Any:
+    if not isinstance(process.schedule, kind):
         raise AttributeError(
             f"{type(process).__name__} with a {type(process.schedule).__name__} has no `{name}`."
         )

@@ -1,7 +1,7 @@
 """The reflected (Neumann) heat kernel on [0, 1]: fold map, score and log-density.
 
 The law of ``F(y + sigma z)``, ``z ~ N(0, 1)``, with the fold ``F(u) = 1 - |1 - (u mod 2)|``, has
-the density (Lou & Ermon 2023; reflected.md sections 3.2-3.3)
+the density (Lou & Ermon 2023, "Reflected Diffusion Models", section 3)
 
 ``K(x | y) = sum_k phi_sigma(x - y - 2k) + phi_sigma(x + y - 2k)``  (method of images)
 ``         = 1 + 2 sum_n exp(-n^2 pi^2 sigma^2 / 2) cos(n pi x) cos(n pi y)``  (cosine series).
@@ -16,7 +16,7 @@ The displacements to the nearest images are formed as ``x - y``, ``x + y`` and
 ``reference_compatible=True`` evaluates the score as the reference code does (cosine series when
 ``sigma > sqrt(0.02)``, raw exponentials, ``+1e-12`` in the denominators), for bit-level
 comparisons with the original implementation; it is inaccurate in the far tail (it returns 0)
-and cancels catastrophically in float32 just above its switch (reflected.md section 11).
+and cancels catastrophically in float32 just above its switch.
 """
 
 from __future__ import annotations

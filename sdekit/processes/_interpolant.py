@@ -27,9 +27,8 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._checks import static_float
 from .._custom_types import Array, Data, ScalarTime, Time
-from .._errors import arg_error, broadcast_time, check_choice, check_less
+from .._validate import arg_error, broadcast_time, check_choice, check_order, static_float
 from ._affine import AbstractAffineGaussianProcess
 from ._schedules import AbstractSchedule, LinearBetaSchedule
 
@@ -166,7 +165,7 @@ class Interpolant(AbstractAffineGaussianProcess):
         self.path = path
         self.t0 = static_float("t0", t0)
         self.t1 = static_float("t1", t1)
-        check_less("t0", self.t0, "t1", self.t1)
+        check_order("t0", self.t0, "t1", self.t1)
         if self.t0 < 0.0 or self.t1 > 1.0:
             raise arg_error("t1" if self.t1 > 1.0 else "t0", self.t1 if self.t1 > 1.0 else self.t0,
                             "0 <= t0 < t1 <= 1 (an interpolant is defined on [0, 1])")
@@ -184,22 +183,6 @@ class Interpolant(AbstractAffineGaussianProcess):
         if not isinstance(self.schedule, LinearBetaSchedule):
             raise TypeError(f"Interpolant.{what} exists for path='vp' only; got {self.path!r}.")
         return self.schedule
-
-    def d_alpha(self, t: Time) -> Array:
-        """``d alpha / dt`` (sdekit time; SiT's ``d_alpha_t`` is its negative at ``1 - t``)."""
-        if isinstance(self.schedule, LinearBetaSchedule):
-            return -0.5 * self.schedule.beta(t) * self.alpha(t)
-        return self.schedule.d_alpha(t)
-
-    def d_sigma(self, t: Time) -> Array:
-        """``d sigma / dt`` (infinite at ``t = 0`` for ``vp``, as in SiT)."""
-        if isinstance(self.schedule, LinearBetaSchedule):
-            return 0.5 * self.schedule.beta(t) * self.alpha(t) ** 2 / self.sigma(t)
-        return self.schedule.d_sigma(t)
-
-    def drift_var(self, t: Time) -> Array:
-        """SiT's ``drift_var = sigma sigma' - f sigma^2 = g^2 / 2`` (its ``SBDM`` diffusion)."""
-        return 0.5 * self.g2(t)
 
     # --- velocity conversions (stable forms) ----------------------------------------------
     def _coefs(self, t: Time, x: Data):
@@ -225,6 +208,14 @@ class Interpolant(AbstractAffineGaussianProcess):
         ``(alpha' x + (alpha sigma' - sigma alpha') eps) / alpha``."""
         a, _, da, _, det = self._coefs(t, x_t)
         return (da * x_t + det * eps) / a
+
+    def score_to_velocity(self, score: Data, x_t: Data, t: Time) -> Data:
+        """Velocity of a score, through the noise (finite where ``f`` and ``g`` are not)."""
+        return self.eps_to_velocity(self.score_to_eps(score, x_t, t), x_t, t)
+
+    def velocity_to_score(self, velocity: Data, x_t: Data, t: Time) -> Data:
+        """Score of a velocity, through the noise (finite where ``f`` and ``g`` are not)."""
+        return self.eps_to_score(self.velocity_to_eps(velocity, x_t, t), x_t, t)
 
     def velocity_to_x0(self, u: Data, x_t: Data, t: Time) -> Data:
         """Data from a velocity: ``(sigma' x - sigma u) / (alpha sigma' - sigma alpha')``

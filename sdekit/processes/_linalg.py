@@ -14,7 +14,7 @@ import numpy as np
 import scipy.linalg
 
 from .._custom_types import Array, ArrayLike, Data, Float
-from .._errors import arg_error
+from .._validate import arg_error
 
 #: A per-pixel ``k x k`` matrix: float64 numpy for concrete parameters, a JAX array otherwise.
 Matrix: TypeAlias = Float[ArrayLike, "k k"]
@@ -49,14 +49,14 @@ def as_array(value: Any, dtype) -> Array:
 
 
 def float_dtype(*xs) -> Any:
-    dt = jnp.result_type(*[x.dtype if hasattr(x, "dtype") else x for x in xs])
+    dt = jnp.result_type(*xs)
     if not jnp.issubdtype(dt, jnp.floating):
         dt = jnp.result_type(float)
     return dt
 
 
 def align_time(t: Array, shape: tuple) -> Array:
-    """`sdekit._errors.broadcast_time` for a shape: ``t`` a scalar or aligned with the
+    """`sdekit._validate.broadcast_time` for a shape: ``t`` a scalar or aligned with the
     leading axes of ``shape``; trailing singleton axes appended."""
     if t.ndim == 0:
         return t
@@ -99,7 +99,7 @@ def tile_time(tb: Array, k: int) -> Array:
 
 def tri_factor(cov: Array, mode: str) -> Array:
     """``cov = C C^T`` with ``C`` lower (Cholesky) or upper triangular, batched over the front
-    (closed form for ``k <= 2``, spec psld.md §4.5)."""
+    (closed form for ``k <= 2``)."""
     k = cov.shape[-1]
     if k == 1:
         return jnp.sqrt(cov)

@@ -23,18 +23,16 @@ phase-space processes [`PSLD`][] and [`CLD`][] (closed-form, float32-stable kern
 ``_phase_space.py`` and the complete recipe in ``_recipe.py``.
 """
 
-from __future__ import annotations
-
 import abc
 import math
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._checks import check_real, static_float
 from .._custom_types import (
     Array,
     ArrayLike,
@@ -48,7 +46,7 @@ from .._custom_types import (
     Time,
     TimeT,
 )
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice, check_real, static_float
 from ._base import AbstractGaussianProcess
 from ._linalg import (
     Matrix,
@@ -81,7 +79,7 @@ def _t1(v: Any) -> float:
 
 def _is_zero(a: Any) -> bool:
     """Whether ``a`` is a concrete all-zero matrix (so its term can be skipped)."""
-    return not hasattr(a, "aval") and not np.any(np.asarray(a) != 0)
+    return not isinstance(a, jax.Array) and not np.any(np.asarray(a) != 0)
 
 
 class AbstractLinearSDE(AbstractGaussianProcess):

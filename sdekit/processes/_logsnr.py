@@ -1,6 +1,6 @@
 """Variance-preserving diffusion parameterised by its log-SNR (VDPM; Kingma et al., Salimans & Ho).
 
-See ``spec/vdpm.md`` section 1: ``alpha^2 = sigmoid(lambda)``, ``sigma^2 = sigmoid(-lambda)`` and
+The log-SNR ``lambda`` gives ``alpha^2 = sigmoid(lambda)``, ``sigma^2 = sigmoid(-lambda)`` and
 four schedules ``lambda(t)`` (the ``LogSNR*Schedule`` modules in ``_schedules.py``).
 Non-legacy schedules are truncated to ``[logsnr_min, logsnr_max]`` by an affine re-mapping of
 ``t``, so ``lambda(0) = logsnr_max`` and ``lambda(1) = logsnr_min`` exactly. The formulas are
@@ -14,10 +14,15 @@ from typing import Any
 
 import equinox as eqx
 
-from .._checks import check_order, check_real, static_float
-from .._errors import check_choice
+from .._validate import check_choice, check_order, check_real, static_float
 from ._affine import AbstractAffineGaussianProcess
-from ._schedules import LOGSNR_SCHEDULES, AbstractLogSNRSchedule, LogSNRLegacySchedule, log1mexp
+from ._schedules import (
+    LOGSNR_SCHEDULES,
+    AbstractLogSNRSchedule,
+    LogSNRLegacySchedule,
+    _TruncatedLogSNR,
+    log1mexp,
+)
 
 SCHEDULES = tuple(LOGSNR_SCHEDULES)
 
@@ -63,14 +68,14 @@ class LogSNR(AbstractAffineGaussianProcess):
     @property
     def logsnr_min(self) -> Any:
         """``lambda(1)`` (the truncation's lower end)."""
-        if hasattr(self.schedule, "logsnr_min"):
+        if isinstance(self.schedule, _TruncatedLogSNR):
             return self.schedule.logsnr_min
         return self.logsnr(1.0)
 
     @property
     def logsnr_max(self) -> Any:
         """``lambda(0)`` (the truncation's upper end)."""
-        if hasattr(self.schedule, "logsnr_max"):
+        if isinstance(self.schedule, _TruncatedLogSNR):
             return self.schedule.logsnr_max
         return self.logsnr(0.0)
 

@@ -1,6 +1,8 @@
 """Critically damped phase-space processes (PSLD, CLD) with closed-form, float32-stable kernels.
 
-The 2 x 2 per-pixel kernels ``Phi(b)`` and ``Q(b)`` of spec psld.md §4.1 and §4.4 are written as
+The 2 x 2 per-pixel kernels ``Phi(b) = exp(b F)`` and ``Q(b) = int_0^b Phi G G^T Phi^T`` of the
+phase-space SDE (Pandey & Mandt 2023, "A Complete Recipe for Diffusion Generative Models",
+appendix) are written as
 functions of the integrated time ``b`` without cancellation (``psi_k`` series for small
 arguments), so float32 matches float64 to ~1e-6 relative for ``t`` in ``[1e-5, 1]``.
 """
@@ -16,9 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_real, concrete, static_float
 from .._custom_types import Array
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice, check_real, concrete_array, static_float
 from ._linalg import Matrix, Vector, array_module
 from ._linear_sde import AbstractLinearSDE
 
@@ -56,7 +57,8 @@ def _psi(kk: int, x: Array) -> Array:
 
 
 def _phase_space_kernel(b: Array, gamma: Any, nu: Any) -> tuple[Array, Array]:
-    """``Phi(b)`` and ``Q(b)`` of PSLD in integrated time ``b`` (spec psld.md §4.1, §4.4)."""
+    """``Phi(b)`` and ``Q(b)`` of PSLD in integrated time ``b`` (the closed forms of the paper's
+    appendix)."""
     a = 0.5 * (gamma + nu)
     d = 0.25 * (nu - gamma)
     M = 1.0 / (4.0 * d * d)
@@ -96,7 +98,7 @@ class AbstractPhaseSpaceSDE(AbstractLinearSDE):
     """Critically damped position/momentum processes (PSLD, CLD) in PSLD's normalisation:
     per unit of ``b = s B(t)``, ``F = 1/2 [[-Gamma, M^-1], [-1, -nu]]``,
     ``G = diag(sqrt(Gamma), sqrt(M nu))``, ``M^-1 = (Gamma - nu)^2 / 4``; kernels in closed form,
-    cancellation-free in float32 (spec psld.md §4.4). Parameters may be traced (``jit``,
+    cancellation-free in float32. Parameters may be traced (``jit``,
     ``vmap``, ``grad``); matrices are float64 numpy for concrete parameters."""
 
     @abc.abstractmethod
@@ -155,7 +157,7 @@ class AbstractPhaseSpaceSDE(AbstractLinearSDE):
 def _resolve_mode(mode: Any, gamma: Any, nu: Any) -> str:
     if mode is not None:
         return mode
-    g, n = concrete(gamma), concrete(nu)
+    g, n = concrete_array(gamma), concrete_array(nu)
     if g is None or n is None or g.ndim or n.ndim:
         raise arg_error(
             "mode", None, "an explicit mode ('score_xm', 'score_m' or 'score_x') when gamma or "
@@ -208,7 +210,7 @@ class PSLD(AbstractPhaseSpaceSDE):
         check_real("gamma", self.gamma, lo=0.0)
         check_real("nu", self.nu, lo=0.0)
         check_real("kappa", self.kappa, lo=0.0)
-        g, n = concrete(self.gamma), concrete(self.nu)
+        g, n = concrete_array(self.gamma), concrete_array(self.nu)
         if g is not None and n is not None:
             if np.any((g == 0) & (n == 0)):
                 raise ValueError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import arg_error
+from .._validate import arg_error
 from ._linalg import as_matrix, to_tuple
 from ._linear_sde import AbstractLinearSDE, LinearSDE
 

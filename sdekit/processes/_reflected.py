@@ -20,9 +20,8 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import static_float
 from .._custom_types import Array, Data, Key, Shape, Time
-from .._errors import broadcast_time
+from .._validate import broadcast_time, static_float
 from ._base import AbstractProcess
 from ._heat_kernel import fold, heat_kernel_log_density, heat_kernel_score
 from ._schedules import GeometricSchedule

@@ -20,8 +20,6 @@ are more accurate than the defaults (forward-mode autodiff and bisection).
 Time runs from data (``t = 0``) to noise (``t = 1``, or ``sigma_max`` for `EDMSchedule`).
 """
 
-from __future__ import annotations
-
 import abc
 import math
 from typing import Any
@@ -31,9 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_order, check_real
 from .._custom_types import Array, ScalarTime, Time
-from .._errors import arg_error
+from .._validate import arg_error, check_order, check_real
 
 
 def _ft(t: Any) -> Array:
@@ -93,6 +90,16 @@ class AbstractSchedule(eqx.Module):
     def logsnr(self, t: Time) -> Array:
         """``log(alpha(t)^2 / sigma(t)^2)``."""
         return 2.0 * (jnp.log(self.alpha(t)) - jnp.log(self.sigma(t)))
+
+    def d_alpha(self, t: Time) -> Array:
+        """``d alpha / dt`` (forward-mode autodiff unless a closed form overrides it)."""
+        t = _ft(t)
+        return jax.jvp(self.alpha, (t,), (jnp.ones_like(t),))[1]
+
+    def d_sigma(self, t: Time) -> Array:
+        """``d sigma / dt`` (forward-mode autodiff unless a closed form overrides it)."""
+        t = _ft(t)
+        return jax.jvp(self.sigma, (t,), (jnp.ones_like(t),))[1]
 
     def f(self, t: Time) -> Array:
         """Drift coefficient ``f(t) = d log alpha / dt``."""
@@ -199,6 +206,14 @@ class AbstractVPSchedule(AbstractSchedule):
 
     def g2(self, t: Time) -> Array:
         return self.beta(t)
+
+    def d_alpha(self, t: Time) -> Array:
+        """Closed form: ``alpha' = -beta alpha / 2``."""
+        return -0.5 * self.beta(t) * self.alpha(t)
+
+    def d_sigma(self, t: Time) -> Array:
+        """Closed form: ``sigma' = beta alpha^2 / (2 sigma)`` (infinite at ``t = 0``)."""
+        return 0.5 * self.beta(t) * self.alpha(t) ** 2 / self.sigma(t)
 
     def prior_std(self, t1: ScalarTime) -> Array:
         return jnp.ones((), dtype=_ft(t1).dtype)
@@ -375,7 +390,7 @@ class EDMSchedule(AbstractSchedule):
 
 
 # ------------------------------------------------------------------------------------------------
-# log-SNR schedules (VDPM, spec vdpm.md section 1)
+# log-SNR schedules (VDPM: Kingma et al. 2021; Salimans & Ho 2022)
 # ------------------------------------------------------------------------------------------------
 def log1mexp(x: Array) -> Array:
     """``log(1 - exp(x))`` for ``x < 0`` without cancellation."""

@@ -1,81 +1,59 @@
-"""Samplers: reverse SDE and probability-flow ODE (fixed-step and adaptive) behind ``sample``."""
+"""Samplers: one entry point, [`sample`][sdekit.sampling.sample], and the methods it runs
+(fixed-step samplers on one shared loop, adaptive diffrax solvers), sampling-time conditions,
+and the probability-flow likelihood."""
 
-from ._affine import AFFINE_GRIDS as AFFINE_GRIDS
-from ._affine import AbstractAffineSampler as AbstractAffineSampler
-from ._affine import DynamicThreshold as DynamicThreshold
-from ._affine import sigma_to_time as sigma_to_time
-from ._ancestral import (
-    Ancestral as Ancestral,
+from ._affine import AbstractAffineSampler, DynamicThreshold, sigma_to_time
+from ._ancestral import Ancestral, ancestral_step
+from ._api import METHODS, resolve_method, sample
+from ._async import AsyncGeneration, AsyncSchedule
+from ._base import AbstractSampler, PredictionFn, SampleResult, SolveStats
+from ._brownian import GridBrownianPath
+from ._conditions import AbstractCondition
+from ._ddim import DDIM, ddim_coefficients, ddim_step
+from ._dpm_solver import DPMSolverPP
+from ._edm import EDMSampler
+from ._grids import (
+    AbstractGrid,
+    EDMGrid,
+    KarrasGrid,
+    LogSNRGrid,
+    QuadraticGrid,
+    UniformGrid,
+    affine_grid,
+    time_grid,
 )
-from ._ancestral import (
-    ancestral_step as ancestral_step,
-)
-from ._ancestral import (
-    posterior_coefficients as posterior_coefficients,
-)
-from ._api import METHODS as METHODS
-from ._api import resolve_method as resolve_method
-from ._api import sample as sample
-from ._async import AsyncSchedule as AsyncSchedule
-from ._async import sample_async as sample_async
-from ._base import (
-    AbstractSampler as AbstractSampler,
-)
-from ._base import (
-    PredictionFn as PredictionFn,
-)
-from ._base import (
-    SampleResult as SampleResult,
-)
-from ._base import SolveStats as SolveStats
-from ._brownian import GridBrownianPath as GridBrownianPath
-from ._ddim import DDIM as DDIM
-from ._ddim import ddim_coefficients as ddim_coefficients
-from ._ddim import ddim_step as ddim_step
-from ._dpm_solver import DPMSolverPP as DPMSolverPP
-from ._edm import EDMSampler as EDMSampler
-from ._grids import time_grid as time_grid
-from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance
-from ._guidance import drop_labels as drop_labels
-from ._interpolant import DIFFUSION_FORMS as DIFFUSION_FORMS
-from ._interpolant import LAST_STEPS as LAST_STEPS
-from ._interpolant import InterpolantSDE as InterpolantSDE
-from ._interpolant import diffusion_coefficient as diffusion_coefficient
-from ._interpolant import velocity_and_score as velocity_and_score
-from ._likelihood import (
-    LikelihoodResult as LikelihoodResult,
+from ._interpolant import (
+    DIFFUSION_FORMS,
+    LAST_STEPS,
+    InterpolantSDE,
+    SiTGrid,
+    diffusion_coefficient,
+    velocity_and_score,
 )
 from ._likelihood import (
-    bits_per_dim as bits_per_dim,
+    LikelihoodOptions,
+    LikelihoodResult,
+    bits_per_dim,
+    dequantize,
+    log_likelihood,
 )
-from ._likelihood import (
-    dequantize as dequantize,
-)
-from ._likelihood import (
-    log_likelihood as log_likelihood,
-)
-from ._likelihood_augmented import (
-    AugmentedLikelihoodResult as AugmentedLikelihoodResult,
-)
-from ._likelihood_augmented import (
-    augmented_log_likelihood as augmented_log_likelihood,
-)
-from ._loop import AbstractFixedStepSampler as AbstractFixedStepSampler
-from ._loop import Reflecting as Reflecting
-from ._pc import PC as PC
-from ._reflected import ReflectedODE as ReflectedODE
-from ._reflected import ReflectedPC as ReflectedPC
-from ._reflected import mollifier as mollifier
-from ._solvers import (
-    ODE as ODE,
-)
-from ._solvers import (
-    AdaptiveODE as AdaptiveODE,
-)
-from ._solvers import (
-    AdaptiveSDE as AdaptiveSDE,
-)
-from ._solvers import (
-    EulerMaruyama as EulerMaruyama,
-)
-from ._sscs import SSCS as SSCS
+from ._likelihood_augmented import AugmentedLikelihoodResult, augmented_log_likelihood
+from ._loop import AbstractFixedStepSampler, Reflecting
+from ._pc import PC
+from ._reflected import ReflectedODE, ReflectedPC, mollifier
+from ._solvers import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama
+from ._sscs import SSCS
+
+__all__ = [
+    "DIFFUSION_FORMS", "LAST_STEPS", "METHODS", "ODE", "PC", "SSCS", "AbstractAffineSampler",
+    "AbstractCondition", "AbstractFixedStepSampler", "AbstractGrid", "AbstractSampler",
+    "AdaptiveODE", "AdaptiveSDE", "Ancestral", "AsyncGeneration", "AsyncSchedule",
+    "AugmentedLikelihoodResult", "DDIM", "DPMSolverPP", "DynamicThreshold", "EDMGrid",
+    "EDMSampler", "EulerMaruyama", "GridBrownianPath", "InterpolantSDE", "KarrasGrid",
+    "LikelihoodOptions", "LikelihoodResult", "LogSNRGrid", "PredictionFn", "QuadraticGrid",
+    "Reflecting", "ReflectedODE", "ReflectedPC", "SampleResult", "SiTGrid", "SolveStats",
+    "UniformGrid", "affine_grid", "ancestral_step", "augmented_log_likelihood",
+    "bits_per_dim", "ddim_coefficients", "ddim_step", "dequantize", "diffusion_coefficient",
+    "log_likelihood", "mollifier", "resolve_method", "sample", "sigma_to_time", "time_grid",
+    "velocity_and_score",
+]

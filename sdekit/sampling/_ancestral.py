@@ -1,6 +1,6 @@
 """Ancestral sampling (Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models",
 Algorithm 2) with the posterior ``q(x_s | x_t, x0)`` of any affine Gaussian process, written in
-log-SNR as in VDPM (``spec/vdpm.md`` section 5).
+log-SNR as in VDPM (Kingma et al. 2021).
 
 With ``r = exp(logsnr_t - logsnr_s)``:
 
@@ -19,48 +19,11 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, ArrayLike, Data, Float, Key
-from .._errors import arg_error, check_choice
 from ..processes import AbstractAffineGaussianProcess
-from ._affine import AbstractAffineSampler, DynamicThreshold, require_affine
+from ..processes._posterior import VARIANCES, _check_variance, posterior_coefficients
+from ._affine import AbstractAffineSampler, DynamicThreshold
 from ._base import PredictionFn
-from ._ddim import _logs
-from ._loop import check_real
-
-VARIANCES: tuple[str, ...] = ("fixed_small", "fixed_large", "fixed_medium")
-
-
-def _check_variance(variance: Any, intp_frac: Any) -> None:
-    check_choice("variance", variance, VARIANCES)
-    check_real("intp_frac", intp_frac, "a value in [0, 1]", lambda v: True)
-    if not 0.0 <= float(intp_frac) <= 1.0:
-        raise arg_error("intp_frac", intp_frac, "a value in [0, 1]")
-
-
-def posterior_coefficients(
-    process: AbstractAffineGaussianProcess,
-    t: Any,
-    s: Any,
-    variance: str = "fixed_small",
-    intp_frac: float = 0.0,
-    *,
-    dtype: Any = None,
-) -> tuple[Array, Array, Array]:
-    """``(c_xt, c_x0, log_var)`` of ``q(x_s | x_t, x0)`` (mean ``c_xt x_t + c_x0 x0``) for
-    ``s < t``, with the variance choice ``fixed_small``, ``fixed_large`` or ``fixed_medium``."""
-    require_affine(ancestral_step, process)
-    _check_variance(variance, intp_frac)
-    q = _logs(process, t, s, jnp.result_type(t, s, float) if dtype is None else dtype)
-    c_xt = jnp.exp(q["log_r"] + q["log_a_s"] - q["log_a_t"])
-    c_x0 = jnp.exp(q["log_1mr"] + q["log_a_s"])
-    small = q["log_1mr"] + 2.0 * q["log_sig_s"]
-    large = q["log_1mr"] + 2.0 * q["log_sig_t"]
-    if variance == "fixed_small":
-        log_var = small
-    elif variance == "fixed_large":
-        log_var = large
-    else:
-        log_var = (1.0 - intp_frac) * small + intp_frac * large
-    return c_xt, c_x0, log_var
+from ._grids import AbstractGrid
 
 
 def ancestral_step(
@@ -99,7 +62,7 @@ class Ancestral(AbstractAffineSampler):
     num_steps: int | None = None
     variance: str = "fixed_large"
     intp_frac: float = 0.0
-    grid: str | ArrayLike = "uniform"
+    grid: str | AbstractGrid | ArrayLike = "uniform"
     clip_x0: float | DynamicThreshold | None = None
     final_x0: bool = True
     ode: ClassVar[bool] = False

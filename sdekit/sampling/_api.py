@@ -12,13 +12,15 @@ import jax.random as jr
 import numpy as np
 
 from .._custom_types import ArrayLike, Float, Key, Shape
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice
 from ..processes import AbstractGaussianProcess, AbstractProcess
 from ._ancestral import Ancestral
 from ._base import AbstractSampler, PredictionFn, SampleResult
+from ._conditions import AbstractCondition
 from ._ddim import DDIM
 from ._dpm_solver import DPMSolverPP
 from ._edm import EDMSampler
+from ._grids import AbstractGrid
 from ._loop import AbstractFixedStepSampler
 from ._pc import PC
 from ._solvers import ODE, AdaptiveODE, AdaptiveSDE, EulerMaruyama
@@ -109,7 +111,7 @@ def sample(
     shape: Shape,
     *,
     method: Any = "euler_maruyama",
-    prediction: str = "eps",
+    prediction: Any = "eps",
     cond: Any = None,
     t_end: float | None = None,
     denoise: str = "auto",
@@ -117,6 +119,7 @@ def sample(
     jit: bool = True,
     x_start: Float[ArrayLike, "batch *state"] | None = None,
     t_start: float | None = None,
+    condition: AbstractCondition | None = None,
 ) -> SampleResult:
     """Draw samples from a trained (or exact) model by solving the reverse process.
 
@@ -128,7 +131,8 @@ def sample(
     - `shape`: the *data* shape including the batch, e.g. ``(64, 32, 32, 3)``.
     - `method`: a sampler object (`EulerMaruyama`, `ODE`, `AdaptiveODE`,
       `AdaptiveSDE`, ...) or a shorthand string from ``METHODS``.
-    - `prediction`: what the model outputs: ``eps``, ``x0``, ``score``, ``v`` or ``velocity``.
+    - `prediction`: what the model outputs: ``eps``, ``x0``, ``score``, ``v`` or ``velocity``
+      (or the modules of `sdekit.parameterisation`).
     - `cond`: optional conditioning passed to the model (class labels).
     - `t_end`: where the solver stops (default ``process.t0``, or the last time of the
       method's explicit grid).
@@ -143,13 +147,18 @@ def sample(
       inpainting loops, partial sampling.
     - `t_start`: where the solver starts (default ``process.t1``, or the first time of the
       method's explicit grid). Without ``x_start`` the prior draw is used as the state there.
+    - `condition`: conditioning at sampling time, e.g.
+      [`AsyncGeneration`][sdekit.sampling.AsyncGeneration] (every element on its own schedule:
+      inpainting with a model trained on per-element times, graded adherence, delays). A
+      condition that cannot work with ``method`` or ``process`` says why.
 
     **Returns:** a `SampleResult` with the data part of the final state and the NFE.
     """
     sampler = resolve_method(method)
     check_choice("denoise", denoise, DENOISE)
     shape = _check_shape(shape)
-    if isinstance(sampler, AbstractFixedStepSampler) and not isinstance(sampler.grid, str):
+    if isinstance(sampler, AbstractFixedStepSampler) and not isinstance(sampler.grid,
+                                                                        AbstractGrid):
         t_start, t_end = _explicit_grid_ends(sampler, process, t_start, t_end)
     else:
         t_start = float(process.t1) if t_start is None else _check_time("t_start", t_start,
@@ -172,12 +181,32 @@ def sample(
         raise TypeError("denoise='tweedie' needs an AbstractGaussianProcess; "
                         f"got {type(process).__name__}.")
     sampler.check_process(process)
+    _check_not_donated(model)
+    if condition is not None:
+        if not isinstance(condition, AbstractCondition):
+            raise arg_error("condition", type(condition).__name__,
+                            "None or a sampling condition (an AbstractCondition)")
+        condition.check(sampler, process, shape)
     fn = PredictionFn(process, model, prediction, cond)
     run = eqx.filter_jit(_run) if jit else _run
-    return run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_start)
+    return run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_start,
+               condition)
 
 
-def _run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_start):
+def _check_not_donated(model: Any) -> None:
+    for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_array)):
+        if isinstance(leaf, jax.Array) and leaf.is_deleted():
+            raise arg_error("model", "a model whose arrays were donated to a training step",
+                            "live arrays (make_train_step(..., donate=True) reuses the input "
+                            "state's memory and deletes its arrays: sample from the state the "
+                            "step returned, or keep a copy, jax.tree.map(lambda a: a.copy(), "
+                            "model), before the step)")
+
+
+def _run(key, fn, sampler, shape, t_start, t_end, denoise, save_trajectory, x_start, condition):
+    if condition is not None:
+        return condition.run(key, fn, sampler, shape, t_start=t_start, t_end=t_end,
+                             denoise=denoise, save_trajectory=save_trajectory, x_start=x_start)
     p = fn.process
     k_prior, k_solve = jr.split(key)
     if x_start is None:

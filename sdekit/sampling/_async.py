@@ -25,7 +25,6 @@ distributed as the data's conditional law given the fixed ones (for an exact mod
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -33,11 +32,13 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Array, Data, Key, Time
-from .._errors import arg_error, broadcast_time, check_choice
+from .._custom_types import Array, Data, Time
+from .._validate import arg_error, broadcast_time, is_traced
 from ..processes import AbstractAffineGaussianProcess
-from ._base import PredictionFn, SampleResult
-from ._interpolant import _form, diffusion_coefficient, velocity_and_score
+from ._base import SampleResult
+from ._conditions import AbstractCondition
+from ._interpolant import InterpolantSDE, diffusion_coefficient, velocity_and_score
+from ._solvers import ODE, EulerMaruyama
 
 
 class AsyncSchedule(eqx.Module):
@@ -49,6 +50,8 @@ class AsyncSchedule(eqx.Module):
     delay: Any = 0.0
 
     def __check_init__(self):
+        if is_traced((self.t_start, self.delay)):
+            return
         d = jnp.asarray(self.delay)
         if not bool(jnp.all((d >= 0) & (d < 1))):
             raise arg_error("delay", "values outside [0, 1)", "delays in [0, 1)")
@@ -64,73 +67,79 @@ class AsyncSchedule(eqx.Module):
         return ts * jnp.clip(jnp.asarray(c, x.dtype) / (1.0 - d), 0.0, 1.0)
 
 
-def sample_async(
-    key: Key,
-    process: AbstractAffineGaussianProcess,
-    model: Callable,
-    x_given: Data,
-    *,
-    keep: Any = None,
-    t_start: Any = None,
-    delay: Any = 0.0,
-    prediction: str = "velocity",
-    method: str = "ode",
-    solver: str = "heun",
-    num_steps: int = 100,
-    diffusion: str = "sigma",
-    norm: float = 1.0,
-    cond: Any = None,
-    jit: bool = True,
-) -> SampleResult:
-    """Asynchronous generation (inpainting, graded adherence, delayed groups); see the module
-    docstring for the schedules.
+class AsyncGeneration(AbstractCondition):
+    """Asynchronous generation as a condition of [`sample`][sdekit.sampling.sample]
+    (inpainting, graded adherence, delayed groups; see the module docstring for the schedules).
 
     **Arguments:**
 
-    - `key`, `process` (any affine Gaussian process: `Interpolant`, `VP`, `LogSNR`, ...),
-      `model` (called as ``model(x, t[, cond])`` with ``t`` of ``x``'s shape), `prediction`.
-    - `x_given`: the data to condition on, shape of the samples (its values on generated
+    - `x_given`: the data to condition on, the shape of the samples (its values on generated
       elements are ignored).
     - `keep`: optional boolean mask (aligned with ``x_given``'s leading axes): elements held
       fixed (``t_start = 0``).
     - `t_start`: start time per element (default ``process.t1``: generate from the prior).
     - `delay`: clock delay per element in ``[0, 1)``.
-    - `method`: ``ode`` (``solver`` ``heun``, or ``euler``) or ``sde`` (Euler–Maruyama with
-      ``w = diffusion_coefficient(process, tau_i, diffusion, norm)`` per element; the last
-      clock step adds no noise, like SiT's ``Mean`` last step).
-    - `num_steps`: clock steps (uniform in ``c``); **NFE** = ``num_steps`` (Euler) or
-      ``2 num_steps`` (Heun).
 
-    **Returns:** a `SampleResult` (``nfe``: network calls; Heun uses Euler on the steps
-    that end at ``tau = 0``, as EDM does).
+    The method sets the clock's integrator: `ODE` (``solver`` ``heun`` or ``euler``;
+    ``num_steps`` clock steps), `InterpolantSDE` (Euler–Maruyama with ``w = diffusion(tau_i)``
+    per element, SiT's ``diffusion`` and ``norm``; the last clock step adds no noise, like
+    SiT's ``Mean`` last step) or `EulerMaruyama` (the same with ``w = g^2 / 2``, the reverse
+    SDE). **NFE** = ``num_steps`` (Euler) or ``2 num_steps`` (Heun). The model is called as
+    ``model(x, t[, cond])`` with ``t`` of ``x``'s shape (any affine Gaussian process:
+    `Interpolant`, `VP`, `LogSNR`, ...).
     """
-    if not isinstance(process, AbstractAffineGaussianProcess):
-        raise arg_error("process", type(process).__name__, "an AbstractAffineGaussianProcess")
-    check_choice("method", method, ("ode", "sde"))
-    check_choice("solver", solver, ("euler", "heun"))
-    _form(diffusion)
-    if isinstance(num_steps, bool) or int(num_steps) < 1:
-        raise arg_error("num_steps", num_steps, "an integer >= 1")
-    x_given = jnp.asarray(x_given)
-    if x_given.ndim < 2:
-        raise arg_error("x_given", f"shape {x_given.shape}", "a batch with a leading axis")
-    t1 = float(process.t1)
-    ts = jnp.full(x_given.shape, t1, x_given.dtype) if t_start is None else jnp.broadcast_to(
-        broadcast_time(jnp.asarray(t_start, x_given.dtype), x_given, name="t_start"),
-        x_given.shape)
-    if keep is not None:
-        km = jnp.broadcast_to(broadcast_time(jnp.asarray(keep).astype(x_given.dtype), x_given,
-                                             name="keep"), x_given.shape)
-        ts = jnp.where(km > 0, 0.0, ts)
-    if not bool(jnp.all((ts >= 0) & (ts <= t1))):
-        raise arg_error("t_start", "values outside [0, process.t1]", f"times in [0, {t1}]")
-    d = jnp.broadcast_to(broadcast_time(jnp.asarray(delay, x_given.dtype), x_given,
-                                        name="delay"), x_given.shape)
-    schedule = AsyncSchedule(ts, d)  # arrays: other schedules reuse the compiled sampler
-    fn = PredictionFn(process, model, prediction, cond)
-    run = eqx.filter_jit(_run_async) if jit else _run_async
-    return run(key, fn, schedule, x_given, int(num_steps), method, solver, diffusion,
-               float(norm))
+
+    x_given: Data
+    keep: Any = None
+    t_start: Any = None
+    delay: Any = 0.0
+
+    def __check_init__(self):
+        x = jnp.asarray(self.x_given)
+        if x.ndim < 2:
+            raise arg_error("x_given", f"shape {x.shape}", "a batch with a leading axis")
+
+    def check(self, sampler, process, shape):
+        if not isinstance(process, AbstractAffineGaussianProcess):
+            raise arg_error("process", type(process).__name__,
+                            "an AbstractAffineGaussianProcess for AsyncGeneration")
+        if not isinstance(sampler, (ODE, InterpolantSDE, EulerMaruyama)):
+            raise arg_error("method", type(sampler).__name__,
+                            "ODE, InterpolantSDE or EulerMaruyama with AsyncGeneration (its "
+                            "clock integrates every element on its own schedule)")
+        if tuple(jnp.shape(self.x_given)) != tuple(shape):
+            raise arg_error("shape", tuple(shape), f"the shape of x_given, "
+                            f"{tuple(jnp.shape(self.x_given))}")
+        self.schedule(process)  # checks the start times, the mask and the delays
+
+    def schedule(self, process: AbstractAffineGaussianProcess) -> AsyncSchedule:
+        """The per-element schedule (start times and delays as arrays of the data's shape)."""
+        x_given = jnp.asarray(self.x_given)
+        t1 = float(process.t1)
+        ts = jnp.full(x_given.shape, t1, x_given.dtype) if self.t_start is None else \
+            jnp.broadcast_to(broadcast_time(jnp.asarray(self.t_start, x_given.dtype), x_given,
+                                            name="t_start"), x_given.shape)
+        if self.keep is not None:
+            km = jnp.broadcast_to(broadcast_time(jnp.asarray(self.keep).astype(x_given.dtype),
+                                                 x_given, name="keep"), x_given.shape)
+            ts = jnp.where(km > 0, 0.0, ts)
+        if not is_traced(ts) and not bool(jnp.all((ts >= 0) & (ts <= t1))):
+            raise arg_error("t_start", "values outside [0, process.t1]", f"times in [0, {t1}]")
+        d = jnp.broadcast_to(broadcast_time(jnp.asarray(self.delay, x_given.dtype), x_given,
+                                            name="delay"), x_given.shape)
+        return AsyncSchedule(ts, d)
+
+    def run(self, key, fn, sampler, shape, *, t_start, t_end, denoise, save_trajectory,
+            x_start):
+        if isinstance(sampler, ODE):
+            method, solver, diffusion, norm = "ode", sampler.solver, "sigma", 1.0
+        elif isinstance(sampler, InterpolantSDE):
+            method, solver, diffusion, norm = "sde", "euler", sampler.diffusion, sampler.norm
+        else:
+            method, solver, diffusion, norm = "sde", "euler", "SBDM", 1.0
+        x_given = jnp.asarray(self.x_given)
+        return _run_async(key, fn, self.schedule(fn.process), x_given, int(sampler.num_steps),
+                          method, solver, diffusion, float(norm))
 
 
 def _run_async(key, fn, schedule, x_given, n, method, solver, diffusion, norm):
@@ -173,4 +182,4 @@ def _run_async(key, fn, schedule, x_given, n, method, solver, diffusion, norm):
                         num_rejected=jnp.asarray(0), state=x)
 
 
-__all__ = ["AsyncSchedule", "sample_async"]
+__all__ = ["AsyncGeneration", "AsyncSchedule"]

@@ -11,10 +11,11 @@ import jax.numpy as jnp
 from jaxtyping import Int
 
 from .._custom_types import Array, Data, Float, Key
-from .._errors import check_choice, check_output_shape
 from .._model import call_model
-from ..parameterisation import PREDICTIONS, convert
-from ..processes import AbstractGaussianProcess, AbstractProcess
+from .._validate import check_output_shape
+from ..parameterisation import AbstractPrediction, convert
+from ..parameterisation import prediction as as_prediction
+from ..processes import AbstractProcess
 
 
 class PredictionFn(eqx.Module):
@@ -29,11 +30,8 @@ class PredictionFn(eqx.Module):
 
     process: AbstractProcess
     model: Callable
-    prediction: str = "eps"
+    prediction: AbstractPrediction = eqx.field(default="eps", converter=as_prediction)
     cond: Any = None
-
-    def __check_init__(self):
-        check_choice("prediction", self.prediction, PREDICTIONS)
 
     def raw(self, x: Float[Array, "batch *state"], t: Any) -> Float[Array, "batch *out"]:
         """The network's output at states ``x`` (batch first), time ``t`` (scalar or ``(N,)``)."""
@@ -45,7 +43,7 @@ class PredictionFn(eqx.Module):
         return out
 
     def as_(
-        self, kind: str, x: Float[Array, "batch *state"], t: Any
+        self, kind: str | AbstractPrediction, x: Float[Array, "batch *state"], t: Any
     ) -> Float[Array, "batch *out"]:
         """The prediction converted to ``kind``."""
         t = jnp.asarray(t, dtype=x.dtype)
@@ -67,7 +65,7 @@ class PredictionFn(eqx.Module):
         """Drift of the reverse-time SDE (``ode=False``) or of the probability-flow ODE, in
         *reverse* time ``tau = t1 - t``: ``-f + g^2 s`` or ``-f + g^2 s / 2``."""
         p = self.process
-        if ode and hasattr(p, "velocity_to_eps"):  # interpolants: the velocity is finite at t = 1
+        if ode:  # -dx/dt of the probability flow (an interpolant's velocity is finite at t = 1)
             return -self.velocity(x, t)
         s = self.score(x, t)
         t = jnp.asarray(t, dtype=x.dtype)
@@ -126,7 +124,7 @@ def require_kind(method: Any, process: AbstractProcess, kind: type) -> None:
 
 def is_bounded(process: AbstractProcess) -> bool:
     """Whether ``process`` declares a bounded domain (``process.bounded``)."""
-    return bool(getattr(type(process), "bounded", False))
+    return bool(type(process).bounded)
 
 
 class AbstractSampler(eqx.Module):
@@ -184,6 +182,3 @@ class AbstractSampler(eqx.Module):
                 "method has it)."
             )
 
-
-def require_gaussian(method: Any, process: AbstractProcess) -> None:
-    require_kind(method, process, AbstractGaussianProcess)

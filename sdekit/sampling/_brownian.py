@@ -18,8 +18,7 @@ import jax.random as jr
 import numpy as np
 
 from .._custom_types import Key
-from .._errors import arg_error
-from ._loop import check_real
+from .._validate import arg_error, static_real
 
 #: Default bound on the memory of the stored grid (bytes).
 DEFAULT_MAX_BYTES = 2**30
@@ -159,8 +158,8 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
                  num_cells: int = DEFAULT_GRID_CELLS,
                  tol: float | np.floating | jax.Array | None = None,
                  max_bytes: int = DEFAULT_MAX_BYTES, levy_area: type = dfx.BrownianIncrement):
-        t0 = check_real("t0", t0, "a finite number", _any)
-        t1 = check_real("t1", t1, "a finite number > t0", _any)
+        t0 = static_real("t0", t0, "a finite number", _any)
+        t1 = static_real("t1", t1, "a finite number > t0", _any)
         if not t0 < t1:
             raise ValueError(f"arguments `t0` and `t1`: got t0={t0!r} and t1={t1!r}, expected "
                              "t0 < t1.")
@@ -168,7 +167,7 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
                 or num_cells < 1:
             raise arg_error("num_cells", num_cells, "an integer >= 1")
         if tol is not None:
-            tol = check_real("tol", tol, "None or a finite number > 0", _any)
+            tol = static_real("tol", tol, "None or a finite number > 0", _any)
             if not tol > 0:
                 raise arg_error("tol", tol, "None or a finite number > 0")
         if isinstance(max_bytes, (bool, np.bool_)) or not isinstance(max_bytes, (int, np.integer)) \

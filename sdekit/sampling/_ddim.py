@@ -1,5 +1,5 @@
 """DDIM (Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", eq. 12) for any affine
-Gaussian process, written in log-SNR as in VDPM (``spec/vdpm.md`` section 6).
+Gaussian process, written in log-SNR as in VDPM (Kingma et al. 2021).
 
 One step from ``t`` to ``s < t`` with the data prediction ``x0`` and ``eps`` re-derived from it:
 
@@ -22,30 +22,16 @@ import jax.random as jr
 import numpy as np
 
 from .._custom_types import Array, ArrayLike, Data, Float, Key
-from .._errors import arg_error
+from .._validate import arg_error, static
 from ..processes import AbstractAffineGaussianProcess
-from ..processes._logsnr import log1mexp
+from ..processes._posterior import log_coefficients
 from ._affine import AbstractAffineSampler, DynamicThreshold, require_affine
 from ._base import PredictionFn
-from ._loop import concrete
-
-
-def _logs(process: AbstractAffineGaussianProcess, t: Any, s: Any, dtype: Any):
-    t = jnp.asarray(t, dtype=dtype)
-    s = jnp.asarray(s, dtype=dtype)
-    log_r = process.logsnr(t) - process.logsnr(s)
-    return dict(
-        log_r=log_r,
-        log_1mr=log1mexp(jnp.minimum(log_r, -1e-30)),
-        log_a_t=jnp.log(process.alpha(t)),
-        log_a_s=jnp.log(process.alpha(s)),
-        log_sig_t=jnp.log(process.sigma(t)),
-        log_sig_s=jnp.log(process.sigma(s)),
-    )
+from ._grids import AbstractGrid
 
 
 def _check_eta(eta: Any) -> None:
-    concrete("eta", eta)
+    static("eta", eta)
     if isinstance(eta, bool) or np.ndim(eta) != 0 or not 0.0 <= float(eta) <= 1.0:
         raise arg_error("eta", eta, "a value in [0, 1]")
 
@@ -57,7 +43,7 @@ def ddim_coefficients(
     + std z``."""
     require_affine(ddim_step, process)
     dt = jnp.result_type(t, s, float) if dtype is None else dtype
-    q = _logs(process, t, s, dt)
+    q = log_coefficients(process, t, s, dt)
     one_m_r = jnp.exp(q["log_1mr"])
     keep = jnp.log1p(-(eta**2) * one_m_r)  # log(1 - eta^2 (1 - r))
     c_xt = jnp.exp(q["log_sig_s"] - q["log_sig_t"] + 0.5 * keep)
@@ -102,7 +88,7 @@ class DDIM(AbstractAffineSampler):
 
     num_steps: int | None = None
     eta: float = 0.0
-    grid: str | ArrayLike = "uniform"
+    grid: str | AbstractGrid | ArrayLike = "uniform"
     clip_x0: float | DynamicThreshold | None = None
     final_x0: bool = True
     order: ClassVar[float] = 1.0

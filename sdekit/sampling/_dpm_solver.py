@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from .._custom_types import ArrayLike, Data, Key
 from ._affine import AbstractAffineSampler, DynamicThreshold, _clip_or_none, check_sigma_range
 from ._base import PredictionFn
+from ._grids import AbstractGrid
 
 
 class DPMSolverPP(AbstractAffineSampler):
@@ -34,7 +35,7 @@ class DPMSolverPP(AbstractAffineSampler):
     """
 
     num_steps: int | None = None
-    grid: str | ArrayLike = "logsnr"
+    grid: str | AbstractGrid | ArrayLike = "logsnr"
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     clip_x0: float | DynamicThreshold | None = None

@@ -25,18 +25,17 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import ArrayLike, Data, Key
-from .._errors import check_choice
+from .._validate import check_choice, static, static_real
 from ._affine import (
     AbstractAffineSampler,
     DynamicThreshold,
     _clip_or_none,
-    _sigma_range,
     check_sigma_range,
     scaled_sigma,
     sigma_to_time,
 )
 from ._base import PredictionFn
-from ._loop import check_real, concrete
+from ._grids import AbstractGrid, EDMGrid, _sigma_range
 
 
 class EDMSampler(AbstractAffineSampler):
@@ -63,20 +62,20 @@ class EDMSampler(AbstractAffineSampler):
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     clip_x0: float | DynamicThreshold | None = None
-    grid: str | ArrayLike = "edm"
+    grid: str | AbstractGrid | ArrayLike = "edm"
     ode: ClassVar[bool] = True
     returns_x0: ClassVar[bool] = True
-    grid_kinds: ClassVar[tuple[str, ...]] = ("edm",)
+    grid_kinds: ClassVar[tuple[type, ...]] = (EDMGrid,)
     default_steps: ClassVar[int] = 18
     final_nfe: ClassVar[int] = 1
 
     def __check_init__(self):
         check_choice("solver", self.solver, ("heun", "euler"))
-        check_real("rho", self.rho, "a finite value > 0", lambda v: v > 0)
-        check_real("s_churn", self.s_churn, "a finite value >= 0", lambda v: v >= 0)
-        check_real("s_noise", self.s_noise, "a finite value >= 0", lambda v: v >= 0)
-        concrete("s_tmin", self.s_tmin)
-        concrete("s_tmax", self.s_tmax)
+        static_real("rho", self.rho, "a finite value > 0", lambda v: v > 0)
+        static_real("s_churn", self.s_churn, "a finite value >= 0", lambda v: v >= 0)
+        static_real("s_noise", self.s_noise, "a finite value >= 0", lambda v: v >= 0)
+        static("s_tmin", self.s_tmin)
+        static("s_tmax", self.s_tmax)
         if not float(self.s_tmin) <= float(self.s_tmax):
             raise ValueError(
                 f"arguments `s_tmin` and `s_tmax`: got {self.s_tmin!r} and {self.s_tmax!r}, "

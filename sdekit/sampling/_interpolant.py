@@ -19,11 +19,12 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, Data, Key, Time
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice, static_int
 from ..parameterisation import convert
 from ..processes import AbstractAffineGaussianProcess, AbstractProcess
 from ._base import PredictionFn
-from ._loop import AbstractFixedStepSampler, check_int
+from ._grids import AbstractGrid
+from ._loop import AbstractFixedStepSampler
 
 #: SiT's ``--diffusion-form`` values (its misspelt internal key ``inccreasing-decreasing`` is
 #: accepted too).
@@ -39,7 +40,7 @@ def _form(form: str) -> str:
     return form
 
 
-def diffusion_coefficient(process: AbstractProcess, t: Time, form: str = "sigma",
+def diffusion_coefficient(process: AbstractAffineGaussianProcess, t: Time, form: str = "sigma",
                           norm: float = 1.0) -> Array:
     """SiT's ``w(t)`` (``compute_diffusion``) at sdekit time ``t`` (SiT's time is ``1 - t``).
 
@@ -57,8 +58,7 @@ def diffusion_coefficient(process: AbstractProcess, t: Time, form: str = "sigma"
     if form == "constant":
         return jnp.full_like(t, norm)
     if form == "SBDM":
-        dv = process.drift_var(t) if hasattr(process, "drift_var") else 0.5 * process.g2(t)
-        return norm * dv
+        return norm * process.drift_var(t)
     if form == "sigma":
         return norm * process.sigma(t)
     if form == "linear":
@@ -76,6 +76,20 @@ def velocity_and_score(fn: PredictionFn, x: Data, t: Any) -> tuple[Data, Data]:
     p, kind = fn.process, fn.prediction
     return convert(p, out, x, t, source=kind, target="velocity"), convert(
         p, out, x, t, source=kind, target="score")
+
+
+class SiTGrid(AbstractGrid):
+    """SiT's SDE grid: ``linspace(t_start, t_end + h_last, num_steps)`` then ``t_end``
+    (``h_last``: the sampler's last step size)."""
+
+    name: ClassVar[str] = "sit"
+    requires: ClassVar[type] = AbstractAffineGaussianProcess
+    last_step_size: float = 0.0
+
+    def __call__(self, process, num_steps, t_start, t_end, *, dtype=None, sigma_min=None,
+                 sigma_max=None):
+        ts = jnp.linspace(t_start, t_end + self.last_step_size, int(num_steps), dtype=dtype)
+        return jnp.concatenate([ts, jnp.asarray([t_end], dtype)])
 
 
 class InterpolantSDE(AbstractFixedStepSampler):
@@ -116,11 +130,11 @@ class InterpolantSDE(AbstractFixedStepSampler):
     returns_x0: ClassVar[bool] = True
     order: ClassVar[float] = 1.0
     requires: ClassVar[type] = AbstractAffineGaussianProcess
-    grid_kinds: ClassVar[tuple[str, ...]] = ("sit",)
+    grid_kinds: ClassVar[tuple[type, ...]] = (SiTGrid,)
     default_steps: ClassVar[int] = 250
 
     def __check_init__(self):
-        if check_int("num_steps", self.num_steps, 2) < 2:
+        if static_int("num_steps", self.num_steps, 2) < 2:
             raise arg_error("num_steps", self.num_steps, "an integer >= 2")
         check_choice("solver", self.solver, ("euler", "heun"))
         _form(self.diffusion)
@@ -154,8 +168,7 @@ class InterpolantSDE(AbstractFixedStepSampler):
                             f"{t_start - h_last} (t_start = {t_start})")
         with jax.ensure_compile_time_eval():  # concrete checks, also when traced by `sample`
             self._check_ends(process, t_end, t_start, t_grid_end, h_last)
-        ts = jnp.linspace(t_start, t_grid_end, int(self.num_steps), dtype=dtype)
-        return jnp.concatenate([ts, jnp.asarray([t_end], dtype)])
+        return SiTGrid(h_last)(process, self.num_steps, t_start, t_end, dtype=dtype)
 
     def _check_ends(self, process, t_end, t_start, t_grid_end, h_last):
         w0 = float(self.w(process, t_start))

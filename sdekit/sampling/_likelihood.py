@@ -28,6 +28,7 @@ inside the domain, where the exact flow stays), so ``prior_log_prob`` is finite.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, Data, Key
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice, static_int, static_real
 from ..processes import AbstractProcess
 from ._base import PredictionFn
 from ._solvers import _ODE_SOLVERS, _nfe, _solver
@@ -70,18 +71,54 @@ def _sum_event(x):
 
 
 
-def check_likelihood_args(x: Any, divergence: Any, probe: Any, rtol: Any, atol: Any,
-                          **counts: Any) -> Array:
-    """The checks shared by the likelihood functions: divergence and probe names, positive
-    tolerances, integer counts >= 1 (``counts``: name -> value) and a batched ``x``."""
-    check_choice("divergence", divergence, DIVERGENCES)
-    check_choice("probe", probe, PROBES)
-    for name, v in counts.items():
-        if isinstance(v, bool) or int(v) != v or int(v) < 1:
-            raise arg_error(name, v, "an integer >= 1")
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if not float(v) > 0:
-            raise arg_error(name, v, "a value > 0")
+class LikelihoodOptions(eqx.Module):
+    """How the probability-flow ODE of a likelihood is solved; shared by `log_likelihood` and
+    `augmented_log_likelihood` (which also take every field as a keyword argument).
+
+    **Fields:** ``divergence`` (``exact``: ``d`` forward-mode JVPs, or ``hutchinson``),
+    ``probe`` (``rademacher`` or ``gaussian``, Hutchinson's probes), ``n_probes`` (per
+    example, averaged), ``rtol``/``atol`` (the PID controller's tolerances), ``solver``
+    (``tsit5``, ``dopri5``, ``dopri8``, ``bosh3``, ``heun`` or a diffrax solver), ``max_steps``.
+    """
+
+    divergence: str = "exact"
+    probe: str = "rademacher"
+    n_probes: int = 1
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    solver: Any = "tsit5"
+    max_steps: int = 4096
+
+    def __check_init__(self):
+        check_choice("divergence", self.divergence, DIVERGENCES)
+        check_choice("probe", self.probe, PROBES)
+        static_int("n_probes", self.n_probes, 1)
+        static_int("max_steps", self.max_steps, 1)
+        static_real("rtol", self.rtol, "a finite value > 0", lambda v: v > 0)
+        static_real("atol", self.atol, "a finite value > 0", lambda v: v > 0)
+        _solver(self.solver, _ODE_SOLVERS, "solver")
+
+    @classmethod
+    def resolve(cls, options: LikelihoodOptions | None, overrides: dict) -> LikelihoodOptions:
+        """``options`` (default: the defaults) with the keyword ``overrides`` applied."""
+        if options is not None and not isinstance(options, LikelihoodOptions):
+            raise arg_error("options", type(options).__name__, "None or a LikelihoodOptions")
+        base = options if options is not None else cls()
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise arg_error(unknown[0], overrides[unknown[0]], "a field of LikelihoodOptions ("
+                            + ", ".join(f.name for f in dataclasses.fields(cls)) + ")")
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{**fields, **overrides})
+
+    @property
+    def ode_solver(self):
+        """The diffrax solver object."""
+        return _solver(self.solver, _ODE_SOLVERS, "solver")
+
+
+def check_batch(x: Any) -> Array:
+    """``x`` as an array with a leading batch axis."""
     x = jnp.asarray(x)
     if x.ndim < 2:
         raise arg_error("x", x.shape, "a batch of data with a leading batch axis, e.g. (N, d)")
@@ -105,29 +142,26 @@ def log_likelihood(
     model: Callable,
     x: Data,
     *,
-    prediction: str = "eps",
+    prediction: Any = "eps",
     cond: Any = None,
-    divergence: str = "exact",
-    probe: str = "rademacher",
-    n_probes: int = 1,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    solver: Any = "tsit5",
     t_start: float | None = None,
     t_end: float | None = None,
-    max_steps: int = 4096,
+    options: LikelihoodOptions | None = None,
+    **option_kwargs: Any,
 ) -> LikelihoodResult:
     """Log-density of data ``x`` (batch first) under the probability-flow ODE of ``model``.
 
     **Arguments:** ``key`` (for Hutchinson probes); ``process``; ``model`` and ``prediction`` (as
-    in `sdekit.sampling`); ``cond``; ``divergence``: ``exact`` or ``hutchinson``;
-    ``probe``: ``rademacher`` or ``gaussian``; ``n_probes`` per example (averaged);
-    ``rtol``/``atol``/``solver`` (``tsit5``, ``dopri5``, ``dopri8``, ``bosh3``, ``heun`` or a
-    diffrax solver); ``t_start`` (default ``process.t0``) and ``t_end`` (default ``process.t1``).
+    in `sdekit.sampling`); ``cond``; ``t_start`` (default ``process.t0``) and ``t_end``
+    (default ``process.t1``); ``options`` (a
+    [`LikelihoodOptions`][sdekit.sampling.LikelihoodOptions]: divergence, probes, tolerances,
+    solver), whose fields may also be given as keywords
+    (``divergence="hutchinson"``, ``rtol=1e-4``, ...).
 
     **Returns:** a `LikelihoodResult`; ``log_prob`` is in nats per example.
     """
-    x = check_likelihood_args(x, divergence, probe, rtol, atol, n_probes=n_probes)
+    opts = LikelihoodOptions.resolve(options, option_kwargs)
+    x = check_batch(x)
     if tuple(process.state_shape(x.shape)) != tuple(x.shape):
         raise TypeError(
             f"log_likelihood needs a process whose state is the data; got {type(process).__name__} "
@@ -135,13 +169,12 @@ def log_likelihood(
         )
     # Bounded processes (ReflectedVE) are supported: p_t satisfies the Neumann condition, so the
     # exact probability-flow velocity is tangent to the walls and the flow stays inside, where
-    # the reflection map is the identity and the change of variables holds (reflected.md sec. 4,
-    # 8); evaluating at reflect(x) only guards against round-off at the walls.
+    # the reflection map is the identity and the change of variables holds (Lou & Ermon 2023,
+    # sections 4 and 8); evaluating at reflect(x) only guards against round-off at the walls.
     t_start, t_end = likelihood_interval(process, t_start, t_end)
     fn = PredictionFn(process, model, prediction, cond)
-    solver = _solver(solver, _ODE_SOLVERS, "solver")
-    return _solve(key, fn, x, divergence, probe, int(n_probes), float(rtol), float(atol), solver,
-                  t_start, t_end, int(max_steps))
+    return _solve(key, fn, x, opts.divergence, opts.probe, int(opts.n_probes), float(opts.rtol),
+                  float(opts.atol), opts.ode_solver, t_start, t_end, int(opts.max_steps))
 
 
 @eqx.filter_jit
@@ -233,6 +266,7 @@ def bits_per_dim(log_prob: Any, dims: int, *, num_bits: int | None = None,
 __all__ = [
     "DIVERGENCES",
     "PROBES",
+    "LikelihoodOptions",
     "LikelihoodResult",
     "bits_per_dim",
     "dequantize",

@@ -30,10 +30,16 @@ import jax.random as jr
 import numpy as np
 
 from .._custom_types import Array, Data, Key
-from ..processes import AbstractProcess
+from .._validate import static_int
+from ..processes import AbstractLinearSDE, AbstractProcess
 from ._base import PredictionFn
-from ._likelihood import _solve, bits_per_dim, check_likelihood_args, likelihood_interval
-from ._solvers import _ODE_SOLVERS, _solver
+from ._likelihood import (
+    LikelihoodOptions,
+    _solve,
+    bits_per_dim,
+    check_batch,
+    likelihood_interval,
+)
 
 
 class AugmentedLikelihoodResult(eqx.Module):
@@ -81,18 +87,13 @@ def augmented_log_likelihood(
     x: Data,
     *,
     num_samples: int = 1,
-    prediction: str = "eps",
+    prediction: Any = "eps",
     cond: Any = None,
-    divergence: str = "exact",
-    probe: str = "rademacher",
-    n_probes: int = 1,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    solver: Any = "tsit5",
     t_start: float | None = None,
     t_end: float | None = None,
-    max_steps: int = 4096,
     num_bits: int | None = None,
+    options: LikelihoodOptions | None = None,
+    **option_kwargs: Any,
 ) -> AugmentedLikelihoodResult:
     """Lower bound on ``log p(x0)`` for an augmented process, with ``m0`` integrated out.
 
@@ -107,10 +108,11 @@ def augmented_log_likelihood(
 
     **Returns:** an `AugmentedLikelihoodResult` (nats per example, and the bound in bits/dim).
     """
-    x = check_likelihood_args(x, divergence, probe, rtol, atol, num_samples=num_samples,
-                              n_probes=n_probes)
+    opts = LikelihoodOptions.resolve(options, option_kwargs)
+    static_int("num_samples", num_samples, 1)
+    x = check_batch(x)
     state_shape = tuple(process.state_shape(x.shape))
-    if state_shape == tuple(x.shape) or not hasattr(process, "initial_covariance"):
+    if state_shape == tuple(x.shape) or not isinstance(process, AbstractLinearSDE):
         raise TypeError(
             f"augmented_log_likelihood needs an augmented process (state [x, m]); got "
             f"{type(process).__name__}, whose state is the data: use log_likelihood."
@@ -119,7 +121,6 @@ def augmented_log_likelihood(
     w, basis = _aux_distribution(process)
     k = int(process.k)
     fn = PredictionFn(process, model, prediction, cond)
-    ode_solver = _solver(solver, _ODE_SOLVERS, "solver")
     joints, auxs, nfe = [], [], 0
     for key_k in jr.split(key, int(num_samples)):
         k_aux, k_div = jr.split(key_k)
@@ -133,8 +134,9 @@ def augmented_log_likelihood(
         logq = -0.5 * (proj**2 / jnp.asarray(w, x.dtype) + jnp.log(2 * math.pi * jnp.asarray(
             w, x.dtype)))
         auxs.append(jnp.sum(logq.reshape(x.shape[0], -1), axis=-1))
-        res = _solve(k_div, fn, z0, divergence, probe, int(n_probes), float(rtol), float(atol),
-                     ode_solver, t_start, t_end, int(max_steps))
+        res = _solve(k_div, fn, z0, opts.divergence, opts.probe, int(opts.n_probes),
+                     float(opts.rtol), float(opts.atol), opts.ode_solver, t_start, t_end,
+                     int(opts.max_steps))
         joints.append(res.log_prob)
         nfe = nfe + res.nfe
     joint = jnp.stack(joints)

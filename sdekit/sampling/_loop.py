@@ -8,8 +8,6 @@ the typed `SolveStats`. `Reflecting` wraps any diffrax solver so that every step
 (accepted or not) ends in the process's domain; the adaptive samplers use it.
 """
 
-from __future__ import annotations
-
 import abc
 from typing import Any, ClassVar
 
@@ -18,61 +16,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 
 from .._custom_types import Array, Data, Key
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_grid_array, static_int
 from ..processes import AbstractProcess
 from ._base import AbstractSampler, PredictionFn, SolveStats, is_bounded
-from ._grids import GRIDS, time_grid
-
-
-def _is_traced(value: Any) -> bool:
-    return isinstance(value, jax.core.Tracer)
-
-
-def concrete(name: str, value: Any) -> Any:
-    """``value`` unchanged, or a clear error if it is a traced JAX value (sampler settings are
-    static: they shape the loop)."""
-    if _is_traced(value):
-        raise arg_error(name, f"a traced value {value}", "a concrete Python number (sampler "
-                        "settings are static; build the sampler outside jax.jit / vmap / grad)")
-    return value
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """An integer ``>= minimum`` (not a bool, float, string or traced value)."""
-    concrete(name, value)
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not ok or int(value) < minimum:
-        raise arg_error(name, value, f"an integer >= {minimum}")
-    return int(value)
-
-
-def check_real(name: str, value: Any, expected: str, ok) -> float:
-    """A finite real number satisfying ``ok`` (a predicate), else a clear error."""
-    concrete(name, value)
-    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
-        raise arg_error(name, value, expected)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise arg_error(name, value, expected) from None
-    if not np.isfinite(v) or not ok(v):
-        raise arg_error(name, value, expected)
-    return v
-
-
-def check_grid_array(grid: Any) -> np.ndarray:
-    """A concrete, finite, strictly decreasing 1-D array of at least two times."""
-    concrete("grid", grid)
-    g = np.asarray(grid)
-    if g.ndim != 1 or g.shape[0] < 2 or not np.issubdtype(g.dtype, np.floating) \
-            or not np.all(np.isfinite(g)) or not np.all(np.diff(g) < 0):
-        raise arg_error("grid", grid if g.size <= 8 else f"an array of shape {g.shape}",
-                        "a grid name or a 1-D float array of >= 2 strictly decreasing finite "
-                        "times (num_steps + 1 of them)")
-    return g
+from ._grids import GRIDS, AbstractGrid, as_grid
 
 
 class AbstractFixedStepSampler(AbstractSampler):
@@ -80,8 +29,9 @@ class AbstractFixedStepSampler(AbstractSampler):
     a data prediction, `final_step`); the shared loop does the rest.
 
     Concrete subclasses declare the fields ``num_steps`` (``None``: ``default_steps``, or the
-    length of an explicit grid minus one) and ``grid`` (a name from ``grid_kinds`` or an explicit
-    array of ``num_steps + 1`` decreasing times), and may set the capabilities of
+    length of an explicit grid minus one) and ``grid`` (a grid module of ``grid_kinds``, its
+    shorthand name, or an explicit array of ``num_steps + 1`` decreasing times), and may set
+    the capabilities of
     `AbstractSampler` and ``step_nfe`` / ``final_nfe`` (network calls per step / last step).
     The loop applies ``process.reflect`` after every step.
     """
@@ -90,31 +40,40 @@ class AbstractFixedStepSampler(AbstractSampler):
     grid: eqx.AbstractVar[Any]
 
     keeps_in_domain: ClassVar[bool] = True
-    grid_kinds: ClassVar[tuple[str, ...]] = GRIDS
+    grid_kinds: ClassVar[tuple[type, ...]] = GRIDS
     default_steps: ClassVar[int] = 100
     step_nfe: ClassVar[int] = 1
     final_nfe: ClassVar[int] = 1
 
     def __post_init__(self):
-        if isinstance(self.grid, str):
+        self.grid = as_grid(self.grid, self.grid_kinds)
+        if isinstance(self.grid, AbstractGrid):
             if self.num_steps is None:
                 self.num_steps = self.default_steps
             return
-        g = check_grid_array(self.grid)
+        g = self.grid
         if self.num_steps is None:
             self.num_steps = g.shape[0] - 1
-        elif check_int("num_steps", self.num_steps, 1) != g.shape[0] - 1:
+        elif static_int("num_steps", self.num_steps, 1) != g.shape[0] - 1:
             raise ValueError(
                 f"arguments `num_steps` and `grid`: got num_steps={self.num_steps!r} and a grid "
                 f"of {g.shape[0]} times, expected num_steps + 1 times (or num_steps=None)."
             )
 
     def __check_init__(self):
-        check_int("num_steps", self.num_steps, 1)
-        if isinstance(self.grid, str):
-            check_choice("grid", self.grid, self.grid_kinds)
+        static_int("num_steps", self.num_steps, 1)
+        if isinstance(self.grid, AbstractGrid):
+            if not isinstance(self.grid, self.grid_kinds):
+                raise arg_error("grid", self.grid, "one of " + ", ".join(
+                    f"{k.__name__}() ({k.name!r})" for k in self.grid_kinds)
+                    + f" or an explicit array of times for {type(self).__name__}")
         else:
             check_grid_array(self.grid)
+
+    def sigma_limits(self) -> tuple[float | None, float | None]:
+        """``(sigma_min, sigma_max)`` that clip a noise-level grid (``logsnr``, ``edm``;
+        ``None``: the process's own range)."""
+        return None, None
 
     # --- what a sampler writes -----------------------------------------------------------------
 
@@ -134,8 +93,10 @@ class AbstractFixedStepSampler(AbstractSampler):
         return self.step(fn, t, t_next, z, memory, key)[0]
 
     def named_grid(self, process: AbstractProcess, t_start: Any, t_end: Any, dtype: Any) -> Array:
-        """The ``num_steps + 1`` times of the named ``grid`` from ``t_start`` to ``t_end``."""
-        return time_grid(self.grid, self.num_steps, t_start, t_end, dtype=dtype)
+        """The ``num_steps + 1`` times of the ``grid`` module from ``t_start`` to ``t_end``."""
+        lo, hi = self.sigma_limits()
+        return self.grid(process, self.num_steps, t_start, t_end, dtype=dtype, sigma_min=lo,
+                         sigma_max=hi)
 
     @property
     def use_diffrax(self) -> bool:
@@ -150,7 +111,7 @@ class AbstractFixedStepSampler(AbstractSampler):
 
     def times(self, process: AbstractProcess, t_start: Any, t_end: Any, dtype: Any) -> Array:
         """The grid this sampler runs on (named or explicit), in ``dtype``."""
-        if isinstance(self.grid, str):
+        if isinstance(self.grid, AbstractGrid):
             return self.named_grid(process, t_start, t_end, dtype)
         return jnp.asarray(self.grid, dtype=dtype)
 
@@ -242,7 +203,7 @@ class Reflecting(dfx.AbstractWrappedSolver):
     process: AbstractProcess
 
     @classmethod
-    def forward_mode(cls, solver: dfx.AbstractSolver, process: AbstractProcess) -> Reflecting:
+    def forward_mode(cls, solver: dfx.AbstractSolver, process: AbstractProcess) -> "Reflecting":
         """The wrapper for ``adjoint=ForwardMode()``: sets the inner Runge–Kutta solver's
         ``scan_kind="bounded"`` as ``diffeqsolve`` does itself for forward mode (it cannot reach
         through the wrapper); the numbers are the same."""
@@ -254,7 +215,9 @@ class Reflecting(dfx.AbstractWrappedSolver):
 
     @property
     def scan_kind(self):
-        return getattr(self.solver, "scan_kind", None)
+        if isinstance(self.solver, (dfx.AbstractRungeKutta, dfx.AbstractSRK)):
+            return self.solver.scan_kind
+        return None
 
     @property
     def term_structure(self):

@@ -25,10 +25,11 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import ArrayLike, Data, Key
-from .._errors import check_choice
+from .._validate import check_choice, static_int, static_real
 from ..processes import AbstractAffineGaussianProcess
 from ._base import PredictionFn
-from ._loop import AbstractFixedStepSampler, check_int, check_real
+from ._grids import AbstractGrid
+from ._loop import AbstractFixedStepSampler
 
 PREDICTORS: tuple[str, ...] = ("euler_maruyama", "reverse_diffusion")
 
@@ -49,14 +50,14 @@ class PC(AbstractFixedStepSampler):
     snr: float = 0.16
     n_corrector: int = 1
     predictor: str = "euler_maruyama"
-    grid: str | ArrayLike = "uniform"
+    grid: str | AbstractGrid | ArrayLike = "uniform"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
     default_steps: ClassVar[int] = 1000
 
     def __check_init__(self):
-        check_real("snr", self.snr, "a finite value > 0", lambda v: v > 0)
-        check_int("n_corrector", self.n_corrector, 0)
+        static_real("snr", self.snr, "a finite value > 0", lambda v: v > 0)
+        static_int("n_corrector", self.n_corrector, 0)
         check_choice("predictor", self.predictor, PREDICTORS)
 
     @property

@@ -29,10 +29,11 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, Data, Key
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice, static_int, static_real
 from ..processes import AbstractProcess
 from ._base import AbstractSampler, PredictionFn, SolveStats
-from ._loop import AbstractFixedStepSampler, Reflecting, check_int, check_real
+from ._grids import AbstractGrid
+from ._loop import AbstractFixedStepSampler, Reflecting
 from ._solvers import _ODE_SOLVERS, _check_adaptive, _nfe, _solver
 
 PROJECTIONS: tuple[str, ...] = ("fold", "clip")
@@ -42,7 +43,7 @@ CORRECTORS: tuple[str, ...] = ("none", "langevin")
 
 def require_bounded(method: Any, process: AbstractProcess) -> None:
     """Raise a readable TypeError unless ``process`` declares a bounded box domain."""
-    if not getattr(process, "bounded", False):
+    if not type(process).bounded:
         raise TypeError(
             f"{type(method).__name__} samples processes on a bounded domain (e.g. ReflectedVE); "
             f"got {type(process).__name__}, which does not declare `bounded = True`."
@@ -95,7 +96,7 @@ class ReflectedPC(AbstractFixedStepSampler):
     """
 
     num_steps: int | None = None
-    grid: str | Array = "uniform"
+    grid: str | AbstractGrid | Array = "uniform"
     dt: str = "reference"
     corrector: str = "none"
     snr: float = 0.01
@@ -110,8 +111,8 @@ class ReflectedPC(AbstractFixedStepSampler):
         check_choice("dt", self.dt, DT_CONVENTIONS)
         check_choice("corrector", self.corrector, CORRECTORS)
         check_choice("projection", self.projection, PROJECTIONS)
-        check_real("snr", self.snr, "a finite value > 0", lambda v: v > 0)
-        check_int("n_corrector", self.n_corrector, 1)
+        static_real("snr", self.snr, "a finite value > 0", lambda v: v > 0)
+        static_int("n_corrector", self.n_corrector, 1)
         if not isinstance(self.return_mean, bool):
             raise arg_error("return_mean", self.return_mean, "True or False")
 
@@ -202,7 +203,7 @@ class ReflectedODE(AbstractSampler):
         table = dict(_ODE_SOLVERS, euler=dfx.Euler)
         _check_adaptive(self, table)
         if self.num_steps is not None:
-            check_int("num_steps", self.num_steps, 1)
+            static_int("num_steps", self.num_steps, 1)
         if self.moll is not None and not float(self.moll) > 0:
             raise arg_error("moll", self.moll, "None (no mollifier) or a value > 0")
         if not 0.0 <= float(self.side_eps) < 0.5:

@@ -18,7 +18,7 @@ Fixed-step methods run on a plain ``lax.scan`` loop by default and on diffrax's
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import diffrax as dfx
 import jax
@@ -27,12 +27,11 @@ import jax.random as jr
 import lineax as lx
 
 from .._custom_types import ArrayLike, Data, Key
-from .._errors import arg_error, check_choice
+from .._validate import arg_error, check_choice, static_int, static_real
 from ._base import AbstractSampler, PredictionFn, SolveStats
 from ._brownian import GridBrownianPath, default_num_cells
-from ._loop import AbstractFixedStepSampler, Reflecting, check_int, check_real, nfe_per_step
-
-Backend = Literal["scan", "diffrax"]
+from ._grids import AbstractGrid
+from ._loop import AbstractFixedStepSampler, Reflecting, nfe_per_step
 
 #: Network evaluations per attempted step, and whether the solver reuses its last stage (FSAL).
 _SOLVER_NFE: dict[type, tuple[int, bool]] = {
@@ -78,7 +77,7 @@ class EulerMaruyama(AbstractFixedStepSampler):
     """
 
     num_steps: int | None = None
-    grid: str | ArrayLike = "uniform"
+    grid: str | AbstractGrid | ArrayLike = "uniform"
     backend: str = "scan"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0
@@ -117,7 +116,7 @@ class ODE(AbstractFixedStepSampler):
 
     num_steps: int | None = None
     solver: str = "heun"
-    grid: str | ArrayLike = "uniform"
+    grid: str | AbstractGrid | ArrayLike = "uniform"
     backend: str = "scan"
     ode: ClassVar[bool] = True
     default_steps: ClassVar[int] = 100
@@ -154,10 +153,10 @@ class ODE(AbstractFixedStepSampler):
 
 def _check_adaptive(method, table) -> None:
     for name in ("rtol", "atol"):
-        check_real(name, getattr(method, name), "a finite value > 0", lambda v: v > 0)
-    check_int("max_steps", method.max_steps, 1)
+        static_real(name, getattr(method, name), "a finite value > 0", lambda v: v > 0)
+    static_int("max_steps", method.max_steps, 1)
     if method.dt0 is not None:
-        check_real("dt0", method.dt0, "None or a finite value > 0", lambda v: v > 0)
+        static_real("dt0", method.dt0, "None or a finite value > 0", lambda v: v > 0)
     _solver(method.solver, table, "solver")
 
 
@@ -236,7 +235,7 @@ class AdaptiveSDE(AbstractSampler):
     def __check_init__(self):
         _check_adaptive(self, _SDE_SOLVERS)
         if self.brownian_tol is not None:
-            check_real("brownian_tol", self.brownian_tol,
+            static_real("brownian_tol", self.brownian_tol,
                        "None or a finite value > 0 (the Brownian path's time resolution)",
                        lambda v: v > 0)
         check_choice("brownian", self.brownian, ("tree", "grid"))
@@ -244,7 +243,7 @@ class AdaptiveSDE(AbstractSampler):
             if self.brownian != "grid":
                 raise arg_error("brownian_cells", self.brownian_cells,
                                 "None with brownian='tree' (cells are for brownian='grid')")
-            check_int("brownian_cells", self.brownian_cells, 1)
+            static_int("brownian_cells", self.brownian_cells, 1)
         if self.brownian == "grid" and _grid_levy_area(_solver(self.solver, _SDE_SOLVERS,
                                                                 "solver")) is None:
             raise arg_error("solver", self.solver, "a solver that needs at most space-time Lévy "
@@ -300,7 +299,8 @@ class AdaptiveSDE(AbstractSampler):
 def _grid_levy_area(solver):
     """What the grid path must provide for ``solver``: ``BrownianIncrement``,
     ``SpaceTimeLevyArea``, or None (more than the grid path has)."""
-    need = getattr(solver, "minimal_levy_area", None)
+    srk = (dfx.AbstractSRK, dfx.AbstractFosterLangevinSRK)
+    need = solver.minimal_levy_area if isinstance(solver, srk) else None
     for have in (dfx.BrownianIncrement, dfx.SpaceTimeLevyArea):
         if need is None or issubclass(have, need):
             return have

@@ -36,9 +36,10 @@ from typing import ClassVar
 import jax.random as jr
 
 from .._custom_types import ArrayLike, Data, Key
-from .._errors import check_choice
+from .._validate import check_choice
 from ..processes import AbstractLinearSDE
 from ._base import PredictionFn
+from ._grids import AbstractGrid
 from ._loop import AbstractFixedStepSampler
 
 #: The SSCS variants (see the module docstring).
@@ -71,7 +72,7 @@ class SSCS(AbstractFixedStepSampler):
     twice; first order). See the module docstring."""
 
     num_steps: int | None = None
-    grid: str | ArrayLike = "uniform"
+    grid: str | AbstractGrid | ArrayLike = "uniform"
     variant: str = "midpoint"
     ode: ClassVar[bool] = False
     order: ClassVar[float] = 1.0

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 FORMAT = "sdekit-train-checkpoint"
-VERSION = 2
+VERSION = 3
 _NAME = re.compile(r"^ckpt_(\d+)\.eqx$")
 _TMP = re.compile(r"^\.ckpt_\d+\.eqx\..*\.tmp$")
 
@@ -161,15 +161,16 @@ def _assemble(entry: dict, pieces: list[tuple[list[list[int]], np.ndarray]], lik
             raise ValueError(f"the stored shards of a {shape} array do not cover {bounds}")
         return out
 
-    sharding = getattr(like, "sharding", None)
-    if isinstance(like, jax.Array) and tuple(like.shape) == shape and sharding is not None:
-        return jax.make_array_from_callback(shape, sharding, region)
+    if isinstance(like, jax.Array) and tuple(like.shape) == shape:
+        return jax.make_array_from_callback(shape, like.sharding, region)
     return region(tuple(slice(0, n) for n in shape))
 
 
 def _serialisable(state: TrainState) -> tuple:
-    # a tuple keeps this order on disk: the model first, so the weights can be read alone
-    return (state.model, state.ema, state.step, jr.key_data(state.key), state.opt_state)
+    # a tuple keeps this order on disk: the model first, so the weights can be read alone; the
+    # objective's auxiliary state last (nothing when it is None, as in version 2 files)
+    return (state.model, state.ema, state.step, jr.key_data(state.key), state.opt_state,
+            state.aux)
 
 
 def _serialisable_v1(state: TrainState) -> dict:
@@ -252,24 +253,23 @@ def save_checkpoint(
         "config": config,
         "run": run,
         "nbytes": len(payload),
-        "sha256": hashlib.sha256(payload).hexdigest(),
         "process": jax.process_index(),
         "process_count": jax.process_count(),
         "shards": shards,
     }
-    try:
-        header_line = json.dumps(header)
-    except TypeError as e:
-        raise ValueError(
-            f"argument `config` / `run` / `state.data_state`: not JSON-serialisable ({e})."
-        ) from e
     proc = jax.process_index()
     if proc != 0 and not shards:
         return path
     target = path if proc == 0 else _sidecar(path, proc)
     if proc != 0:  # only the shards this process holds; process 0 writes everything else
         header.update(config=None, data_state=None)
+    try:
+        header["sha256_all"] = _digest(header, payload)
         header_line = json.dumps(header)
+    except TypeError as e:
+        raise ValueError(
+            f"argument `config` / `run` / `state.data_state`: not JSON-serialisable ({e})."
+        ) from e
     d.mkdir(parents=True, exist_ok=True)
     _write_file(target, header_line, payload)
     if jax.process_count() > 1 and any(e["pieces"] for e in shards):
@@ -344,15 +344,32 @@ def _verified_payload(path: pathlib.Path, header: dict) -> io.BytesIO:
     with open(path, "rb") as f:
         f.readline(1 << 24)
         payload = f.read()
-    if header.get("version", 1) >= 2:
-        if len(payload) != header.get("nbytes"):
-            raise CheckpointError(
-                path, f"{len(payload)} bytes of array data, the header says {header.get('nbytes')}"
-            )
-        digest = hashlib.sha256(payload).hexdigest()
-        if digest != header.get("sha256"):
+    version = header.get("version", 1)
+    if version != 1 and len(payload) != header.get("nbytes"):
+        raise CheckpointError(
+            path, f"{len(payload)} bytes of array data, the header says {header.get('nbytes')}"
+        )
+    if "sha256_all" in header or (isinstance(version, int) and version >= 3):
+        # version 3: one digest over the header (everything a resumed run reads from it) and
+        # the array data
+        if header.get("sha256_all") != _digest(header, payload):
+            raise CheckpointError(path, "the sha256 of the header and the array data does not "
+                                  "match the one stored (the file was changed or damaged)")
+    elif version == 2:
+        if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
             raise CheckpointError(path, "the sha256 of the array data does not match the header")
+    elif version != 1:
+        raise CheckpointError(path, f"unknown checkpoint version {version!r}")
     return io.BytesIO(payload)
+
+
+def _digest(header: dict, payload: Any) -> str:
+    """sha256 of the canonical JSON of the header (without the digest itself) and the data."""
+    fields = {k: v for k, v in header.items() if k not in ("sha256_all", "sha256")}
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
+    h.update(b"\n")
+    h.update(payload)
+    return h.hexdigest()
 
 
 def verify_checkpoint(path: str | os.PathLike) -> dict:
@@ -433,6 +450,8 @@ def restore_checkpoint(path: str | os.PathLike, like_state: TrainState) -> Train
         )
     v1 = header.get("version", 1) < 2
     like = _serialisable_v1(like_state) if v1 else _serialisable(like_state)
+    if not v1 and header.get("version", 1) < 3:
+        like = like[:5]
     try:
         tree = _deserialise(path, header, stream, like)
     except CheckpointError:
@@ -442,12 +461,15 @@ def restore_checkpoint(path: str | os.PathLike, like_state: TrainState) -> Train
             f"checkpoint {path} does not match the structure of `like_state` (different model, "
             f"optimiser or EMA set-up?): {e}"
         ) from e
+    aux = like_state.aux
     if v1:
         model, ema, step, key, opt_state = (
             tree["model"], tree["ema"], tree["step"], tree["key"], tree["opt_state"]
         )
-    else:
+    elif len(tree) == 5:
         model, ema, step, key, opt_state = tree
+    else:
+        model, ema, step, key, opt_state, aux = tree
     return TrainState(
         model=model,
         ema=tuple(ema),
@@ -457,6 +479,7 @@ def restore_checkpoint(path: str | os.PathLike, like_state: TrainState) -> Train
         ema_decays=like_state.ema_decays,
         ema_warmup=bool(header.get("ema_warmup", like_state.ema_warmup)),
         data_state=header.get("data_state"),
+        aux=aux,
     )
 
 

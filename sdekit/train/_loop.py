@@ -10,7 +10,7 @@ import os
 import pathlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import equinox as eqx
 import jax
@@ -21,8 +21,10 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from ..nets._layers import lean_gradients as _lean_gradients_block
-from ..perf import trim_host_memory
+from ..nets import with_lean_gradients
+from ..objectives import AbstractObjective
+from ..perf import compiler_options, trim_host_memory
+from ._donation import Escapes, check_not_donated
 from ._optim import current_lr, ema_decay_at, ema_update, has_updated
 from ._parts import Checkpointer, MetricsLogger, NonFiniteError, SampleWriter, fingerprint
 from ._sharding import (
@@ -45,6 +47,16 @@ __all__ = [
     "place_state",
     "warn_young_ema",
 ]
+
+
+@runtime_checkable
+class StatefulIterator(Protocol):
+    """A data iterator whose position can be saved and restored (grain's iterators): `fit`
+    stores ``get_state()`` in every checkpoint and calls ``set_state`` on resume."""
+
+    def get_state(self) -> Any: ...
+
+    def set_state(self, state: Any) -> None: ...
 
 
 def _split_batch(batch: Any, data_key: str, cond_key: str | None) -> tuple[Any, Any]:
@@ -91,15 +103,17 @@ def make_train_step(
     """The jitted train step used by [`fit`][sdekit.train.fit].
 
     ``step(state, batch) -> (new_state, metrics)`` splits the state's key, evaluates
-    ``objective(model, key, x0, cond)`` and its gradient, applies the optimiser and the EMA
-    updates, and returns ``metrics = {"loss", "grad_norm", "lr"}`` (``grad_norm`` before
+    ``objective(model, key, x0, cond, aux=state.aux)`` and its gradient, applies the optimiser,
+    the EMA updates and the objective's auxiliary-state update (``objective.update_aux``), and
+    returns ``metrics = {"loss", "grad_norm", "lr"}`` (``grad_norm`` before
     clipping; ``lr`` is NaN when the optimiser does not expose it). With a ``mesh`` the new
     state is constrained to the shardings given by ``spec_fn`` (replicated by default) and the
     batch is expected sharded along ``"data"``; XLA inserts the gradient all-reduce.
     ``state.data_state`` must be ``None`` (it is host-side and changes every step).
 
     Args:
-        objective: ``loss(model, key, x0, cond=None) -> scalar``.
+        objective: an [`AbstractObjective`][sdekit.objectives.AbstractObjective], or any
+            ``loss(model, key, x0, cond=None) -> scalar``.
         optimizer: an optax optimiser.
         mesh: device mesh, or ``None`` for no sharding constraints.
         spec_fn: leaf -> ``PartitionSpec`` for parameters, EMA and optimiser state.
@@ -107,8 +121,8 @@ def make_train_step(
         cond_key: key of the conditioning (e.g. ``"label"``) in dict batches, or ``None``.
         donate: donate the input state's buffers to the output (saves memory; the input state
             must not be used afterwards).
-        lean_gradients: trace the loss inside
-            [`lean_gradients`][sdekit.nets.lean_gradients]: the networks' GroupNorm(+SiLU)
+        lean_gradients: differentiate the model through
+            [`with_lean_gradients`][sdekit.nets.with_lean_gradients]: its GroupNorm(+SiLU)
             and dropout layers keep only their inputs (and keys) for the backward pass (same
             gradients; less than half the activation memory of the PSLD CIFAR-10 network).
             Set ``False`` for an objective that runs forward-mode autodiff (``jax.jvp``)
@@ -129,7 +143,11 @@ def make_train_step(
 
         def loss_fn(p):
             m = eqx.combine(p, static)
-            with _lean_gradients_block(lean_gradients):
+            if lean_gradients:
+                m = with_lean_gradients(m)
+            if isinstance(objective, AbstractObjective):
+                loss = objective(m, sub, x0, cond, aux=state.aux)
+            else:
                 loss = objective(m, sub, x0) if cond is None else objective(m, sub, x0, cond)
             if jnp.ndim(loss) != 0:
                 raise ValueError(
@@ -146,9 +164,13 @@ def make_train_step(
         n = _num_updates(state.step, opt_state)
         decays = [ema_decay_at(d, n, state.ema_warmup) for d in state.ema_decays]
         ema = ema_update(state.ema, model, decays, has_updated(opt_state))
+        aux = state.aux
+        if isinstance(objective, AbstractObjective):
+            aux = objective.update_aux(aux, model)
         lr = current_lr(opt_state)
         new = dataclasses.replace(
-            state, model=model, ema=ema, opt_state=opt_state, step=state.step + 1, key=key
+            state, model=model, ema=ema, opt_state=opt_state, step=state.step + 1, key=key,
+            aux=aux,
         )
         if mesh is not None:
             new = shard_state(new, mesh, spec_fn)
@@ -173,11 +195,28 @@ class _StateDonatingStep:
         self._jitted = jitted
 
     def __call__(self, state, batch):
+        check_not_donated(state, "state")
         return self._jitted(batch, state)
 
     def lower(self, state, batch):
-        """AOT lowering, as ``jax.jit(...).lower`` (``.compile()`` fills the call's cache)."""
+        """AOT lowering, as ``jax.jit(...).lower``; call the compiled program with
+        ``(batch, state)``."""
         return self._jitted.lower(batch, state)
+
+
+def _compiled_step(step_fn: Any, state: TrainState, batch: Any, donate: bool) -> Callable:
+    """``step_fn`` compiled ahead of time for these shapes (with `compiler_options`); a batch
+    of another shape falls back to the jitted function."""
+    lowered = step_fn.lower(state, batch)
+    program = lowered.compile(compiler_options=compiler_options() or None)
+    shapes = jax.tree.map(lambda a: (np.shape(a), jnp.result_type(a)), batch)
+
+    def call(state, batch):
+        if jax.tree.map(lambda a: (np.shape(a), jnp.result_type(a)), batch) != shapes:
+            return step_fn(state, batch)
+        return program(batch, state) if donate else program(state, batch)
+
+    return call
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
@@ -210,7 +249,7 @@ def resume_data(data: Iterable, state: TrainState) -> Any:
     it = iter(data)
     start = int(state.step)
     if start > 0:
-        if hasattr(it, "set_state") and state.data_state is not None:
+        if isinstance(it, StatefulIterator) and state.data_state is not None:
             it.set_state(state.data_state)
         else:
             warnings.warn(
@@ -417,17 +456,20 @@ def fit(
         progress: show a tqdm progress bar.
         config: JSON-able run configuration stored in every checkpoint and compared on resume.
         callback: ``callback(state, metrics)`` called on the host after every step (after the
-            checkpoint of that step); ``metrics`` are device arrays of that step.
+            checkpoint of that step); ``metrics`` are device arrays of that step. Whatever it
+            keeps of the state (a model snapshot, the EMA) stays valid: `fit` copies the kept
+            parts before the next in-place step.
         donate: update the state in place: each step's input state buffers are donated to
             its output (default), which saves a second copy of parameters, optimiser state and
             EMA during the step (1.5 GiB for the 97.6 M-parameter PSLD network). ``fit`` first
             copies the state once, so the ``model`` (or state) and ``key`` you passed stay
-            valid; a state handed to ``callback`` is valid until the next step (copy what you
-            keep). ``False`` allocates a new state every step.
+            valid, and copies whatever a ``callback`` or ``sample_fn`` kept of a state before
+            donating it. ``False`` allocates a new state every step.
         allow_config_change: resume even if the stored configuration, objective or batch size
             differ (they are then only warned about).
         lean_gradients: differentiate the networks' GroupNorm(+SiLU) and dropout layers
-            with the memory-lean gradients of [`lean_gradients`][sdekit.nets.lean_gradients]
+            with the memory-lean gradients of
+            [`with_lean_gradients`][sdekit.nets.with_lean_gradients]
             (default; same gradients, less activation memory). ``False`` for an objective that
             uses forward-mode autodiff through the network.
 
@@ -444,6 +486,8 @@ def fit(
         state = model
     else:
         state = init_state(model, optimizer, key=key, ema_decays=ema_decays, ema_warmup=ema_warmup)
+    if isinstance(objective, AbstractObjective) and state.aux is None:
+        state = dataclasses.replace(state, aux=objective.init_aux(state.model))
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, every=checkpoint_every, keep=keep_checkpoints,
@@ -483,18 +527,19 @@ def fit(
                 warnings.warn(f"sdekit.train.fit: the data ran out after {s} steps; stopping "
                               "early.", stacklevel=2)
                 break
-            data_state = it.get_state() if hasattr(it, "get_state") else None
+            data_state = it.get_state() if isinstance(it, StatefulIterator) else None
             gbatch, log.batch_size = global_batch(batch, mesh, batch_size=batch_size,
                                                   data_key=data_key)
             if s == start:
                 if ckpt is not None:
                     ckpt.check_run(batch_size=log.batch_size, objective=fingerprint(objective))
                 pbar.set_description("train (compiling the step...)")
-                # compile ahead of the first call (the call then reuses it), and hand the
-                # compiler's freed memory back to the OS before the step's own peak
-                step_fn.lower(dataclasses.replace(state, data_state=None), gbatch).compile()
+                # compile ahead of the first call, with XLA's own CPU convolutions, and hand
+                # the compiler's freed memory back to the OS before the step's own peak
+                compiled = _compiled_step(step_fn, dataclasses.replace(state, data_state=None),
+                                          gbatch, donate)
                 trim_host_memory()
-            new_state, metrics = step_fn(dataclasses.replace(state, data_state=None), gbatch)
+            new_state, metrics = compiled(dataclasses.replace(state, data_state=None), gbatch)
             if s == start:
                 pbar.set_description("train")
             flush(pending)
@@ -508,12 +553,19 @@ def fit(
                 pending = None
             if ckpt_due:
                 ckpt.save(state)
-            if sample_due:
-                pbar.set_description("train (writing a sample grid...)")
-                samples.write(n, state.ema_model())
-                pbar.set_description("train")
-            if callback is not None:
-                callback(state, metrics)
+            if sample_due or callback is not None:
+                # user code may keep parts of the state: those are copied before the next
+                # step donates them (nothing is copied when nothing was kept)
+                escapes = Escapes(state)
+                with escapes:
+                    if sample_due:
+                        pbar.set_description("train (writing a sample grid...)")
+                        samples.write(n, state.ema_model())
+                        pbar.set_description("train")
+                    if callback is not None:
+                        callback(state, metrics)
+                if donate:
+                    state = escapes.protect(state)
         flush(pending)
         pending = None
         if ckpt is not None:

@@ -161,13 +161,10 @@ def current_lr(opt_state: Any) -> jax.Array | None:
 
     Looks for the first ``optax.inject_hyperparams`` state holding a ``"learning_rate"``.
     """
-    found = jax.tree.leaves(
-        opt_state, is_leaf=lambda x: isinstance(getattr(x, "hyperparams", None), dict)
-    )
-    for node in found:
-        hp = getattr(node, "hyperparams", None)
-        if isinstance(hp, dict) and eqx.is_array(hp.get("learning_rate")):
-            return hp["learning_rate"]
+    kinds = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    for node in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds)):
+        if isinstance(node, kinds) and eqx.is_array(node.hyperparams.get("learning_rate")):
+            return node.hyperparams["learning_rate"]
     return None
 
 

@@ -27,6 +27,8 @@ class TrainState(eqx.Module):
         ema_warmup: whether the EMA uses VDPM's ``min(decay, (1 + n) / (10 + n))`` warm-up (static).
         data_state: JSON-able state of the data iterator after the batches of the completed steps
             (static; ``None`` when the data source has no state).
+        aux: the objective's auxiliary state (e.g. the target network of
+            [`EqvReg`][sdekit.objectives.EqvReg]; ``None`` for most objectives).
     """
 
     model: Any
@@ -34,6 +36,7 @@ class TrainState(eqx.Module):
     opt_state: Any
     step: Any
     key: Any
+    aux: Any = None
     ema_decays: tuple = eqx.field(static=True, default=())
     ema_warmup: bool = eqx.field(static=True, default=False)
     data_state: Any = eqx.field(static=True, default=None)
@@ -84,6 +87,7 @@ def init_state(
     ema_decays: Sequence[float] | float = (0.9999,),
     ema_warmup: bool = True,
     data_state: dict | None = None,
+    aux: Any = None,
 ) -> TrainState:
     """A fresh [`TrainState`][sdekit.train.TrainState] at step 0.
 
@@ -97,11 +101,12 @@ def init_state(
         ema_warmup: use VDPM's EMA warm-up ``min(decay, (1 + n) / (10 + n))`` (default; without
             it a young EMA is dominated by the initial weights).
         data_state: initial data-iterator state.
+        aux: the objective's initial auxiliary state (``objective.init_aux(model)``).
 
     Returns:
         The training state.
     """
-    if not hasattr(optimizer, "init") or not hasattr(optimizer, "update"):
+    if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(
             f"argument `optimizer`: got {type(optimizer).__name__}, expected an optax "
             "GradientTransformation."
@@ -118,6 +123,7 @@ def init_state(
         ema_decays=decays,
         ema_warmup=bool(ema_warmup),
         data_state=data_state,
+        aux=aux,
     )
 
 

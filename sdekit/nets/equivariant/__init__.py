@@ -1,15 +1,14 @@
 """Group-equivariant networks for structure-preserving diffusion (C2, C4, D2, D4, flips).
 
-Three ways to an equivariant denoiser (``docs/concepts/structure_preserving.md``): an
+Three ways to an equivariant denoiser (see the docs' page on structure-preserving diffusion): an
 equivariant architecture ([`EquivariantUNet`][sdekit.nets.equivariant.EquivariantUNet], with
 regular-field group convolutions or the paper's invariant kernels, or
 [`SteerableConv`][sdekit.nets.equivariant.SteerableConv] with a stored steerable basis),
-[`symmetrise`][sdekit.nets.equivariant.symmetrise] (any network, exact, ``|G|`` evaluations),
+[`symmetrise`][sdekit.wrappers.symmetrise] (any network, exact, ``|G|`` evaluations),
 or the approximate ``eqv_reg`` training loss ([`EqvReg`][sdekit.objectives.EqvReg]).
 """
 
 from ._configs import EQUIVARIANT_CONFIGS as EQUIVARIANT_CONFIGS
-from ._configs import register as _register
 from ._groups import GROUPS as GROUPS
 from ._groups import Group as Group
 from ._groups import get_group as get_group
@@ -28,10 +27,31 @@ from ._steerable import act_filter as act_filter
 from ._steerable import basis_key as basis_key
 from ._steerable import load_bases as load_bases
 from ._steerable import reynolds_basis as reynolds_basis
-from ._symmetrise import Symmetrised as Symmetrised
 from ._symmetrise import equivariance_error as equivariance_error
-from ._symmetrise import symmetrise as symmetrise
 from ._unet import KINDS as KINDS
 from ._unet import EquivariantUNet as EquivariantUNet
 
-_register()
+__all__ = [
+    "EQUIVARIANT_CONFIGS",
+    "EquivariantUNet",
+    "FiLM",
+    "FieldNorm",
+    "GROUPS",
+    "Group",
+    "GroupAttention",
+    "GroupConv",
+    "KINDS",
+    "REPS",
+    "SHIPPED_BASES",
+    "SteerableConv",
+    "act_filter",
+    "avg_pool2",
+    "basis_key",
+    "equivariance_error",
+    "get_group",
+    "group_pool",
+    "load_bases",
+    "nearest_up2",
+    "rep_size",
+    "reynolds_basis",
+]

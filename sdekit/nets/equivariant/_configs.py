@@ -1,10 +1,8 @@
-"""Named configurations of the equivariant UNet, registered into ``sdekit.nets.NET_CONFIGS``."""
+"""Named configurations of the equivariant UNet (part of ``sdekit.nets.NET_CONFIGS``)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from ._unet import EquivariantUNet
 
 ARCH = "equivariant_unet"
 
@@ -16,7 +14,7 @@ _LYSTO = dict(arch=ARCH, in_channels=3, ch_mult=(1, 2, 2, 2), num_res_blocks=1,
               num_heads=2, num_groups=32, time_scale=1000.0)
 
 EQUIVARIANT_CONFIGS: dict[str, dict[str, Any]] = {
-    # The paper's C4-MNIST "weight-tied" model (spec structure_preserving.md sections 4 and 7):
+    # The paper's C4-MNIST "weight-tied" model (Lu, Szabados & Yu 2024, sections 4 and 7):
     # invariant-kernel scalar fields, 64 base channels, mult 1,2,4, one res block, attention at
     # 28x28, 32 channels per head at the first level, 10 classes. (The paper feeds RGB copies of
     # the digit; here one channel.)
@@ -33,18 +31,8 @@ EQUIVARIANT_CONFIGS: dict[str, dict[str, Any]] = {
                              ch_mult=(1, 2), num_res_blocks=1, attn_at_lowest=True,
                              image_size=16, dropout=0.0, num_groups=4, time_scale=1000.0),
 }
-"""Named equivariant UNets (registered in [`NET_CONFIGS`][sdekit.nets.NET_CONFIGS] under
+"""Named equivariant UNets (part of [`NET_CONFIGS`][sdekit.nets.NET_CONFIGS] under
 ``arch="equivariant_unet"``, so [`named_net`][sdekit.nets.named_net] builds them)."""
 
 
-def register() -> None:
-    """Add the equivariant configurations and architecture to ``sdekit.nets``'s registry
-    (idempotent; run when ``sdekit.nets`` is imported)."""
-    from .. import _configs
-
-    _configs._ARCHS.setdefault(ARCH, EquivariantUNet)
-    for name, cfg in EQUIVARIANT_CONFIGS.items():
-        _configs.NET_CONFIGS.setdefault(name, cfg)
-
-
-__all__ = ["EQUIVARIANT_CONFIGS", "register"]
+__all__ = ["ARCH", "EQUIVARIANT_CONFIGS"]

@@ -2,8 +2,8 @@
 
 Every element is a pair ``(m, r)``: "flip left-right ``m`` times (0 or 1), then rotate by ``r``
 quarter turns" (``numpy.rot90(., k=r)`` on the ``(H, W)`` axes, counter-clockwise as displayed).
-This is escnn's convention for ``rot2dOnR2`` / ``flipRot2dOnR2`` (``spec/equivariant_layers.md``
-section 3). The composition table and the inverses are *not* written by hand: they are read off by
+This is escnn's convention for ``rot2dOnR2`` / ``flipRot2dOnR2``. The composition table and
+the inverses are *not* written by hand: they are read off by
 acting with every pair of elements on a probe array, so one code path serves every group.
 
 Two actions are provided:
@@ -21,7 +21,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ..._errors import arg_error
+from ..._validate import arg_error
 
 #: Group name -> elements ``(m, r)`` (identity first).
 GROUPS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -155,3 +155,10 @@ def get_group(group: str | Group) -> Group:
 
 
 __all__ = ["GROUPS", "Group", "get_group"]
+
+
+def act_time(group: Group, g: int, t: Any, x: Any) -> Any:
+    """Transform a time array with the images: per-pixel maps rotate, per-example times don't."""
+    if t.ndim >= 3 and t.shape[1] == x.shape[1] and t.shape[2] == x.shape[2] and x.shape[1] > 1:
+        return group.act(g, t, axes=(1, 2))
+    return t

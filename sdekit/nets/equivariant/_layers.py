@@ -6,7 +6,8 @@ group element, transformed by ``(g . f)[h] = T_g(f[g^{-1} h])``; channel ``c * |
 [`Group`][sdekit.nets.equivariant.Group].
 
 Filters are built from free weights by rotating/flipping them and permuting the group axis
-(GrouPy-style, ``spec/equivariant_layers.md`` section 5), so every layer is equivariant by
+(GrouPy-style, Cohen & Welling 2016, "Group Equivariant Convolutional Networks"), so every
+layer is equivariant by
 construction, to round-off: a permutation of the free weights, never an approximation.
 """
 
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ..._errors import arg_error
+from ..._validate import arg_error
 from ._groups import get_group
 
 REPS: tuple[str, ...] = ("trivial", "regular")
@@ -274,14 +275,6 @@ def avg_pool2(x: Array) -> Array:
 def nearest_up2(x: Array) -> Array:
     """Nearest-neighbour 2x upsampling (exactly equivariant)."""
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
-def dropout(x: Array, rate: float, key: PRNGKeyArray | None) -> Array:
-    """Inverted dropout; identity when ``key`` is None or ``rate`` is 0."""
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
 
 
 __all__ = [

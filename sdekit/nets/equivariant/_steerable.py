@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
+import os
 from typing import Any
 
 import equinox as eqx
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ..._errors import arg_error
+from ..._validate import arg_error
 from ._groups import get_group
 from ._layers import _DN, _check_fields, _check_rep, _compute_dtype, _tie, _uniform, rep_size
 
@@ -148,7 +149,7 @@ class SteerableConv(eqx.Module):
         _check_rep("out_rep", out_rep)
         gname = get_group(group).name
         name = basis_key(gname, in_rep, out_rep, kernel_size)
-        if basis is None or isinstance(basis, (str, bytes)) or hasattr(basis, "__fspath__"):
+        if basis is None or isinstance(basis, (str, bytes)) or isinstance(basis, os.PathLike):
             bases = load_bases(basis)
             if name not in bases:
                 raise arg_error("basis", f"a file without {name!r}",

@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ..._errors import arg_error
+from ..._validate import arg_error
+from .._base import AbstractNet
 from .._conditioning import check_labels, pool_map, time_map
+from .._layers import AbstractLeanLayer, dropout
 from ._groups import get_group
 from ._layers import (
     FieldNorm,
@@ -19,7 +21,6 @@ from ._layers import (
     GroupConv,
     _uniform,
     avg_pool2,
-    dropout,
     group_pool,
     nearest_up2,
     rep_size,
@@ -39,7 +40,7 @@ def _tdim(nf: int) -> int:
     return max(32, 2 * (nf // 2))
 
 
-class _ResBlock(eqx.Module):
+class _ResBlock(AbstractLeanLayer):
     norm1: FieldNorm
     conv1: GroupConv
     film: FiLM
@@ -47,6 +48,7 @@ class _ResBlock(eqx.Module):
     conv2: GroupConv
     skip: GroupConv | None
     dropout: float = eqx.field(static=True)
+    lean: bool = eqx.field(static=True)
 
     def __init__(self, cin, cout, emb_dim, group, rep, num_groups, dropout_rate, key):
         k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -59,22 +61,23 @@ class _ResBlock(eqx.Module):
         self.conv2 = GroupConv(cout, cout, key=k3, **kw)
         self.skip = None if cin == cout else GroupConv(cin, cout, kernel_size=1, key=k4, **kw)
         self.dropout = float(dropout_rate)
+        self.lean = False
 
     def __call__(self, x, emb, key):
         h = self.conv1(jax.nn.silu(self.norm1(x)))
         scale, shift = self.film(pool_map(emb, x.shape[1], x.shape[2]))
         h = jax.nn.silu(self.norm2(h, scale, shift))
-        h = self.conv2(dropout(h, self.dropout, key))
+        h = self.conv2(dropout(h, self.dropout, key, lean=self.lean))
         return (x if self.skip is None else self.skip(x)) + h
 
 
-class EquivariantUNet(eqx.Module):
+class EquivariantUNet(AbstractNet):
     """A UNet that is exactly equivariant under a group of the pixel grid (``C4``, ``D4``, ...).
 
     ``net(g . x, g . t, cond) == g . net(x, t, cond)`` for every ``g`` in ``group``, where ``g``
     rotates/flips the images (and a per-pixel time map with them), to float round-off.
 
-    Structure (spec ``structure_preserving.md`` section 8, rule 4): a lifting convolution
+    Structure (Lu, Szabados & Yu 2024, section 8): a lifting convolution
     (scalar image -> ``nf`` fields), residual blocks (FieldNorm, SiLU, group conv, FiLM of the time
     and class embedding per field, dropout, group conv), attention with ``1 x 1`` group convs
     and no positional encoding, 2 x 2 average pooling down and nearest-neighbour upsampling,
@@ -90,7 +93,7 @@ class EquivariantUNet(eqx.Module):
     leading axes of ``x`` (averaged over channels; see `sdekit.nets` conditioning). Class labels
     ``cond`` in ``[0, num_classes]`` (``num_classes`` is the null class). For
     self-conditioning, build with ``in_channels = 2 C`` and wrap in
-    [`SelfConditioning`][sdekit.nets.SelfConditioning] (the estimate is a scalar image, so the
+    [`SelfConditioning`][sdekit.wrappers.SelfConditioning] (the estimate is a scalar image, so the
     concatenation keeps equivariance). Dropout is active only when ``key`` is given.
     """
 
