@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import struct
 import sys
 import tempfile
@@ -575,6 +576,7 @@ def main():
     np.savez_compressed(os.path.join(OUT, "tool_outputs.npz"), **out)
     with open(os.path.join(OUT, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
+    shutil.rmtree(tmp)  # the weight files and PNGs (about 700 MB)
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print(f"wrote {OUT}: {total / 1e6:.2f} MB")
 
