@@ -2,6 +2,7 @@
 metrics, feature extraction sharded over (simulated) devices, and the command line."""
 
 import json
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -275,40 +276,169 @@ def _cli_setup(tmp_path, weights_file):
     from sdekit.metrics.__main__ import main
 
     rng = np.random.default_rng(8)
-    np.savez(tmp_path / "ref.npz", images=rng.integers(0, 256, (12, 12, 12, 3), dtype=np.uint8))
-    samples = rng.uniform(-1, 1, (10, 12, 12, 3)).astype(np.float32)
+    np.savez(tmp_path / "ref.npz", images=rng.integers(0, 256, (6, 12, 12, 3), dtype=np.uint8))
+    samples = rng.uniform(-1, 1, (5, 12, 12, 3)).astype(np.float32)
     np.savez(tmp_path / "samples.npz", images=samples)
     common = ["--weights", str(weights_file), "--resize", "75", "--batch-size", "8",
               "--no-progress", "--jsonl", str(tmp_path / "m.jsonl")]
-    main(["stats", str(tmp_path / "ref.npz"), "--out", str(tmp_path / "st.npz"), "--features"]
-         + common)
+    main(["stats", str(tmp_path / "ref.npz"), "--out", str(tmp_path / "st.npz"), "--features",
+          "--protocol", "torch-fidelity"] + common)
     return main, common
 
 
-def test_cli(tmp_path, weights_file):
+@pytest.fixture
+def optimized_xla():
+    """Compile with XLA's optimisations (conftest turns most off): the networks run several
+    times faster, which more than pays for the longer compile."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+def test_cli(tmp_path, weights_file, optimized_xla):
     main, common = _cli_setup(tmp_path, weights_file)
-    st = skm.load_stats(tmp_path / "st.npz")
-    assert st["mu"].shape == (2048,) and st["features"].shape == (12, 2048)
-    np.testing.assert_allclose(st["mu"], st["features"].astype(np.float64).mean(0), rtol=1e-6)
-    pr = main(["pr", str(tmp_path / "ref.npz"), "--ref", str(tmp_path / "st.npz")] + common)
-    assert pr["precision"] == 1.0 and pr["recall"] == 1.0
-    is_ = main(["is", str(tmp_path / "samples.npz"), "--splits", "2"] + common)
-    assert is_["inception_score"] >= 1.0
+    st = skm.load_reference(tmp_path / "st.npz", protocol="torch-fidelity")
+    assert st["mu"].shape == (2048,) and st["features"].shape == (6, 2048) and st["n"] == 6
+    np.testing.assert_allclose(st["mu"], st["features"].mean(0), rtol=1e-6)
+    tf = common + ["--protocol", "torch-fidelity"]
+    pr = main(["pr", str(tmp_path / "ref.npz"), "--ref", str(tmp_path / "st.npz"),
+               "--on", "inception"] + tf)
+    assert pr["precision_inception"] == 1.0 and pr["recall_inception"] == 1.0
+    is_ = main(["is", str(tmp_path / "samples.npz"), "--splits", "2"] + tf)
+    assert is_["inception_score"] >= 1.0 and is_["protocol"] == "torch-fidelity"
     lines = (tmp_path / "m.jsonl").read_text().splitlines()
     assert [json.loads(s)["command"] for s in lines] == ["stats", "pr", "is"]
-    skm.save_stats(tmp_path / "nofeat.npz", st["mu"], st["sigma"])
-    with pytest.raises(SystemExit, match="rebuild it with `stats --features`"):
-        main(["pr", str(tmp_path / "samples.npz"), "--ref", str(tmp_path / "nofeat.npz")] + common)
+    # statistics of another protocol are refused, naming both, before any feature is computed
+    with pytest.raises(SystemExit, match="made under protocol 'torch-fidelity' \\(recorded in "
+                                         "the file\\), but protocol 'pytorch-fid' was asked for"):
+        main(["fid", str(tmp_path / "samples.npz"), "--ref", str(tmp_path / "st.npz")] + common)
+    with pytest.raises(SystemExit, match="pytorch-fid 0.3.0 computes no Inception Score; "
+                                         "protocols with one: \\['torch-fidelity'\\]"):
+        main(["is", str(tmp_path / "samples.npz")] + common)
+    skm.save_reference(tmp_path / "nofeat.npz", st["features"], protocol="torch-fidelity")
+    with pytest.raises(SystemExit, match="has no 'features'.*--features"):
+        main(["kid", str(tmp_path / "samples.npz"), "--ref", str(tmp_path / "nofeat.npz")] + tf)
 
 
 @pytest.mark.slow
-def test_cli_fid_kid(tmp_path, weights_file):
+def test_cli_fid_kid(tmp_path, weights_file, optimized_xla):
     main, common = _cli_setup(tmp_path, weights_file)
-    common += ["--fid-method", "eigh"]  # scipy's sqrtm at d = 2048 costs minutes on 2 cores
+    common += ["--fid-method", "fast", "--protocol", "torch-fidelity"]
     fid = main(["fid", str(tmp_path / "samples.npz"), "--ref", str(tmp_path / "st.npz")] + common)
     assert fid["fid"] > 0
     self_fid = main(["fid", str(tmp_path / "ref.npz"), "--ref", str(tmp_path / "st.npz")] + common)
     assert abs(self_fid["fid"]) < 1e-6 * fid["fid"] + 1e-4
     kid = main(["kid", str(tmp_path / "samples.npz"), "--ref", str(tmp_path / "st.npz"),
-                "--subsets", "2"] + common[:-2])
+                "--subsets", "2", "--subset-size", "4", "--protocol", "torch-fidelity"]
+               + common[:-4])
     assert np.isfinite(kid["kid"])
+    ev = main(["eval", str(tmp_path / "samples.npz"), "--ref", str(tmp_path / "ref.npz"),
+               "--metrics", "fid,kid,is,pr_inception", "--subset-size", "4", "--splits", "2"]
+              + common)
+    assert abs(ev["fid"] - fid["fid"]) < 1e-6 * fid["fid"]
+
+
+# ---------------------------------------------------------------- protocols: clear errors
+
+
+def test_protocol_names_and_pixels():
+    assert skm.get_protocol("Torch_Fidelity").name == "torch-fidelity"
+    assert skm.get_protocol("legacy_tensorflow").name == "clean-fid-legacy-tf"
+    with pytest.raises(ValueError, match="argument `protocol`: got 'tf-gan', expected one of"):
+        skm.get_protocol("tf-gan")
+    x = np.array([-1.0, -0.5, 0.0031, 1.0], np.float32).reshape(1, 2, 2, 1)
+    tf, pf = skm.get_protocol("torch-fidelity"), skm.get_protocol("pytorch-fid")
+    # torch-fidelity takes uint8 only: float images are quantised; grey is repeated to RGB
+    np.testing.assert_array_equal(tf.pixels(x)[..., 0].ravel(), [0, 64, 128, 255])
+    assert tf.pixels(x).shape == (1, 2, 2, 3)
+    np.testing.assert_array_equal(tf.pixels(x, quantize="truncate")[..., 0].ravel(),
+                                  [0, 63, 127, 255])
+    np.testing.assert_allclose(pf.pixels(x)[..., 0].ravel(), (x.ravel() + 1) * 127.5, rtol=1e-7)
+    with pytest.raises(ValueError, match="argument `quantize`: got 'none', but torch-fidelity "
+                                         "0.4.0 only takes uint8 images"):
+        tf.pixels(x, quantize="none")
+
+
+def test_images_outside_the_range():
+    img = np.full((2, 8, 8, 3), 200.0, np.float32)
+    with pytest.raises(ValueError, match="argument `images`: float images must be in \\[-1, 1\\], "
+                                         "found values in \\[200, 200\\].*pass uint8"):
+        skm.get_protocol("clean-fid").pixels(img)
+    with pytest.raises(ValueError, match="argument `images`: float images must be in \\[-1, 1\\]"
+                                         ", found values in \\[-3, 200\\]"):
+        skm.inception_features(np.concatenate([img, -3 + 0 * img]), net=skm.InceptionV3(
+            jax.random.key(0)), progress=False)
+    with pytest.raises(ValueError, match="contain NaN or inf"):
+        skm.get_protocol("pytorch-fid").pixels(np.full((1, 4, 4, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="argument `images`: got dtype int32, expected uint8"):
+        skm.get_protocol("pytorch-fid").pixels(np.zeros((1, 4, 4, 3), np.int32))
+
+
+def test_statistics_argument_errors():
+    rng = np.random.default_rng(0)
+    st = skm.StreamingStats(3).update(rng.standard_normal((5, 3)))
+    bad = rng.standard_normal((4, 3))
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="1 of 4 rows contain NaN or inf \\(first at row 2 of "
+                                         "this batch; 5 rows were added before\\)"):
+        st.update(bad)
+    assert st.n == 5  # unchanged
+    f = rng.standard_normal((20, 4))
+    for fn in (lambda b: skm.knn_radii(f, block_size=b),
+               lambda b: skm.precision_recall(f, f, block_size=b)):
+        with pytest.raises(ValueError, match="argument `block_size`: got 0, expected an int >= 1"):
+            fn(0)
+    kid_fns = (skm.kernel_inception_distance, skm.kid_torch_fidelity, skm.kid_clean_fid)
+    for fn in kid_fns:
+        with pytest.raises(ValueError, match="argument `subsets`: got 0, expected an int >= 1"):
+            fn(f, f, subsets=0, subset_size=5)
+        with pytest.raises(ValueError, match="argument `subset_size`: got 1, expected an int >= 2"):
+            fn(f, f, subsets=2, subset_size=1)
+    with pytest.raises(ValueError, match="argument `subset_size`: got 30, but the sets have 20 "
+                                         "and 20 rows"):
+        skm.kid_torch_fidelity(f, f, subsets=2, subset_size=30)
+    # too few samples: fewer than 2 is an error; fewer than d + 1 (rank-deficient covariance) a
+    # warning, the FID is still the tools' number
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        skm.fid_from_features(f[:1], f)
+    with pytest.warns(skm.RankDeficientWarning, match="3 samples of 4-d features.*rank at most 2"):
+        skm.fid_from_features(f[:3], f)
+    with pytest.raises(ValueError, match="argument `splits`: got 30, expected an int in "):
+        skm.inception_score(f, splits=30)
+
+
+def test_weights_of_the_wrong_network(tmp_path):
+    from sdekit.io import save_torch
+
+    vgg_like = {"features.0.weight": np.zeros((64, 3, 3, 3), np.float32),
+                "features.0.bias": np.zeros(64, np.float32)}
+    save_torch(tmp_path / "vgg.pth", vgg_like)
+    with pytest.raises(ValueError, match="vgg.pth: not the pytorch-fid Inception weights: tensor "
+                                         "'Conv2d_1a_3x3.conv.weight' is missing.*it holds "
+                                         "'features.0.weight'"):
+        skm.load_inception(tmp_path / "vgg.pth")
+    with pytest.raises(ValueError, match="vgg.pth: a plain state dict, but protocol 'clean-fid' "
+                                         "reads NVIDIA's TorchScript archive"):
+        skm.load_inception(tmp_path / "vgg.pth", protocol="clean-fid")
+    with pytest.raises(ValueError, match="vgg.pth: not torchvision's VGG-16 weights: tensor "
+                                         "'features.2.weight' is missing"):
+        skm.load_vgg16(tmp_path / "vgg.pth")
+    # a TorchScript archive given to the pytorch-fid reader
+    body = (b"\x80\x02c__torch__\nInceptionV3\n)\x81}X\x01\x00\x00\x00kJ\x03\x00\x00\x00sb.")
+    with zipfile.ZipFile(tmp_path / "ts.pt", "w") as zf:
+        zf.writestr("ts/data.pkl", body)
+    with pytest.raises(ValueError, match="ts.pt: a TorchScript archive .* use "
+                                         "protocol='clean-fid'"):
+        skm.load_inception(tmp_path / "ts.pt", protocol="torch-fidelity")
+    with pytest.raises(ValueError, match="ts.pt: not the TorchScript Inception .* tensor "
+                                         "'layers.conv.weight' is missing"):
+        skm.load_inception(tmp_path / "ts.pt", protocol="clean-fid")
+
+
+def test_features_module_refuses_another_protocols_net(random_inception):
+    net = skm.inception_from_state_dict(skm.inception_state_dict(random_inception), resize=75)
+    with pytest.raises(ValueError, match="weights read from a 'pytorch-fid' file, but protocol "
+                                         "'clean-fid' runs the network of a 'nvidia-torchscript'"):
+        skm.InceptionFeatures(net, "clean-fid")
+    skm.InceptionFeatures(net, "torch-fidelity")  # same file as pytorch-fid's

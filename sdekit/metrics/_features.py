@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
+import abc
 import os
 import pathlib
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import numpy as np
 
 
-def to_unit_range(images: Any) -> np.ndarray:
+def to_unit_range(images: Any, name: str = "images") -> np.ndarray:
     """NHWC images as float32 in [-1, 1]: uint8 are mapped by ``x / 127.5 - 1``; floats must
     already be in [-1, 1] (checked, with a small tolerance)."""
+    from ._protocols import check_unit_range
+
     a = np.asarray(images)
     if a.ndim != 4 or a.shape[-1] not in (1, 3):
-        raise ValueError(f"argument `images`: got shape {a.shape}, expected NHWC, 1 or 3 channels.")
+        raise ValueError(f"argument `{name}`: got shape {a.shape}, expected NHWC, 1 or 3 "
+                         "channels.")
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 127.5 - 1.0
     if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"argument `images`: got dtype {a.dtype}, expected uint8 or float.")
-    if a.size and (a.min() < -1.001 or a.max() > 1.001 or not np.isfinite(a).all()):
-        raise ValueError(
-            f"argument `images`: float images must be in [-1, 1], got range "
-            f"[{a.min():.3g}, {a.max():.3g}]."
-        )
+        raise ValueError(f"argument `{name}`: got dtype {a.dtype}, expected uint8 or float.")
+    check_unit_range(a, name)
     return np.clip(a.astype(np.float32), -1.0, 1.0)
+
+
+class AbstractStagedFunction(eqx.Module):
+    """A function `extract_features` compiles in stages (each stage on its own, the
+    intermediate kept on the devices), e.g. a protocol's resize and then the network, so the
+    network compiles once for every resize. Calling it runs the stages in order.
+    """
+
+    @abc.abstractmethod
+    def stages(self) -> tuple[Callable[[Any], Any], ...]:
+        """The stages, in order: equinox modules (or functions) of one argument."""
+
+    def __call__(self, x: Any) -> Any:
+        for stage in self.stages():
+            x = stage(x)
+        return x
 
 
 def _apply_impl(fn, x):
@@ -51,6 +68,7 @@ def extract_features(
     devices: Any = None,
     progress: bool = True,
     desc: str = "features",
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Any:
     """Apply ``fn`` to ``images`` in batches, each batch split over ``devices``.
 
@@ -59,13 +77,16 @@ def extract_features(
     once, so the batch runs data-parallel; results come back to the host as numpy.
 
     Args:
-        fn: maps a float32 ``(b, H, W, C)`` batch in [-1, 1] to an array or a tuple of arrays
-            with leading axis ``b`` (e.g. `InceptionV3`, which returns ``(pool3, logits)``).
+        fn: maps a float32 ``(b, H, W, C)`` batch (as ``preprocess`` returns it) to an array or
+            a tuple of arrays with leading axis ``b`` (e.g. `InceptionV3`, which returns
+            ``(pool3, logits)``, or `InceptionFeatures`).
         images: NHWC uint8 or float in [-1, 1] (numpy; converted per batch).
         batch_size: global batch (rounded up to a multiple of the device count).
         devices: devices to shard over (default all of ``jax.devices()``).
         progress: show a tqdm bar.
         desc: the bar's label.
+        preprocess: the host-side conversion of each numpy batch (default `to_unit_range`,
+            float32 in [-1, 1]; `InceptionFeatures` uses its protocol's pixel values).
 
     Returns:
         What ``fn`` returns, concatenated over batches (numpy).
@@ -77,6 +98,7 @@ def extract_features(
     imgs = np.asarray(images)
     if imgs.ndim != 4:
         raise ValueError(f"argument `images`: got shape {imgs.shape}, expected NHWC.")
+    prep = to_unit_range if preprocess is None else preprocess
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"argument `batch_size`: got {batch_size!r}, expected an int >= 1.")
     devs = list(jax.devices() if devices is None else devices)
@@ -88,19 +110,25 @@ def extract_features(
 
     import equinox as eqx
 
-    arrays, static = eqx.partition(fn, eqx.is_array)
-    arrays = jax.device_put(arrays, replicated)
-    fn = eqx.combine(arrays, static)
+    # A function may come in stages (`InceptionFeatures`: the protocol's resize, then the
+    # network), each compiled on its own, so the network compiles once for every protocol and
+    # input size; the intermediate stays on the devices.
+    stages = []
+    for stage in (fn.stages() if isinstance(fn, AbstractStagedFunction) else (fn,)):
+        arrays, static = eqx.partition(stage, eqx.is_array)
+        stages.append(eqx.combine(jax.device_put(arrays, replicated), static))
 
     outs: list = []
     n = imgs.shape[0]
     for i in tqdm(range(0, n, bs), desc=desc, disable=not progress, unit="batch"):
-        chunk = to_unit_range(imgs[i:i + bs])
+        chunk = prep(imgs[i:i + bs])
         m = chunk.shape[0]
         if m < bs:
             chunk = np.concatenate([chunk, np.zeros((bs - m,) + chunk.shape[1:], chunk.dtype)])
         x = jax.device_put(chunk, data_sharding)
-        res = jax.tree.map(lambda a, m=m: np.asarray(a)[:m], _apply(fn, x))
+        for stage in stages:
+            x = _apply(stage, x)
+        res = jax.tree.map(lambda a, m=m: np.asarray(a)[:m], x)
         outs.append(res)
     if not outs:
         raise ValueError("argument `images`: empty.")

@@ -1,23 +1,47 @@
-"""FID, Inception Score, KID and precision/recall from features (float64 numpy)."""
+"""FID, Inception Score, KID and precision/recall from features (numpy), including the exact
+arithmetic of the metric tools (see `sdekit.metrics.Protocol`)."""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 from typing import Any
 
 import numpy as np
+
+
+class RankDeficientWarning(UserWarning):
+    """A covariance estimated from fewer samples than feature dimensions (rank < d): the FID is
+    still computed (the tools compute it too) but is biased upward and varies with the sample
+    count; papers use 10 000 to 50 000 samples."""
+
+
+def warn_rank_deficient(n: int, d: int, name: str) -> None:
+    if n <= d:
+        warnings.warn(
+            f"argument `{name}`: {n} samples of {d}-d features, so the covariance has rank at "
+            f"most {n - 1} < {d}: the FID is computed but biased upward and not comparable to "
+            "published numbers (use 10k-50k samples).", RankDeficientWarning, stacklevel=3)
 
 
 def _as_2d(name: str, x: Any) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] < 2:
         raise ValueError(
-            f"argument `{name}`: got shape {a.shape}, expected (n >= 2, dim) features."
+            f"argument `{name}`: got shape {a.shape}, expected (n >= 2, dim) features "
+            "(at least 2 samples: a covariance needs 2)."
         )
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"argument `{name}`: contains NaN or inf.")
+        bad = int(np.sum(~np.isfinite(a).all(axis=1)))
+        raise ValueError(f"argument `{name}`: {bad} of {a.shape[0]} rows contain NaN or inf.")
     return a
+
+
+def _positive_int(name: str, value: Any, lo: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"argument `{name}`: got {value!r}, expected an int >= {lo}.")
+    return int(value)
 
 
 class StreamingStats:
@@ -49,6 +73,12 @@ class StreamingStats:
         nb = f.shape[0]
         if nb == 0:
             return self
+        finite = np.isfinite(f).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f"argument `features`: {int((~finite).sum())} of {nb} rows contain NaN or inf "
+                f"(first at row {int(np.argmin(finite))} of this batch; {self.n} rows were "
+                "added before); the statistics are left unchanged.")
         mb = f.mean(axis=0)
         c = f - mb
         m2b = c.T @ c
@@ -87,52 +117,45 @@ def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
     return s.mean, s.cov
 
 
-def frechet_distance(
-    mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, eps: float = 1e-6, method: str = "sqrtm"
-) -> float:
-    """Fréchet distance ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` between two Gaussians.
-
-    As in pytorch-fid / TTUR: the matrix square root of ``S1 S2`` is taken with
-    ``scipy.linalg.sqrtm``; if it is not finite (singular product), ``eps * I`` is added to both
-    covariances and it is taken again; a complex result must have a negligible imaginary
-    diagonal (else ``ValueError``) and its real part is used.
-
-    ``method="eigh"`` computes the same trace as ``sum sqrt(eig(S1^(1/2) S2 S1^(1/2)))`` with two
-    symmetric eigendecompositions: several times faster at d = 2048 and free of complex round-off;
-    the two agree to round-off on well-conditioned covariances.
+def covariance_term(sigma1: Any, sigma2: Any, *, method: str = "sqrtm",
+                    eps: float = 1e-6) -> float:
+    """``tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))``, the covariance part of the Fréchet distance.
 
     Args:
-        mu1: mean ``(d,)`` of the first set.
-        sigma1: covariance ``(d, d)`` of the first set.
-        mu2: mean of the second set.
-        sigma2: covariance of the second set.
-        eps: the diagonal offset used when the product is singular (``sqrtm`` only).
-        method: ``"sqrtm"`` (pytorch-fid's computation) or ``"eigh"``.
-
-    Returns:
-        The distance (a Python float).
+        sigma1: ``(d, d)`` covariance.
+        sigma2: ``(d, d)`` covariance.
+        method: ``"sqrtm"`` (pytorch-fid / clean-fid: ``scipy.linalg.sqrtm(S1 @ S2)``; if that
+            is not finite, ``eps * I`` is added to both and it is taken again; a complex root
+            must have a negligible imaginary diagonal, and its real part is used), ``"eigvals"``
+            (torch-fidelity: the real part of the sum of the complex square roots of the
+            eigenvalues of ``S1 @ S2``) or ``"eigh"`` (``sum sqrt(eig(S1^(1/2) S2 S1^(1/2)))``
+            with two symmetric eigendecompositions: several times faster at d = 2048, no complex
+            round-off; equal to the others to round-off).
+        eps: the ``sqrtm`` fallback's diagonal offset.
     """
-    from scipy import linalg
-
-    mu1 = np.atleast_1d(np.asarray(mu1, np.float64))
-    mu2 = np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
-    d = mu1.shape[0]
-    for name, arr, shape in (("mu2", mu2, (d,)), ("sigma1", sigma1, (d, d)),
-                             ("sigma2", sigma2, (d, d))):
-        if arr.shape != shape:
-            raise ValueError(f"argument `{name}`: got shape {arr.shape}, expected {shape}.")
-    if method not in ("sqrtm", "eigh"):
-        raise ValueError(f"argument `method`: got {method!r}, expected 'sqrtm' or 'eigh'.")
-    diff = mu1 - mu2
+    d = sigma1.shape[0]
+    for name, arr in (("sigma1", sigma1), ("sigma2", sigma2)):
+        if arr.shape != (d, d):
+            raise ValueError(f"argument `{name}`: got shape {arr.shape}, expected {(d, d)}.")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"argument `{name}`: contains NaN or inf.")
+    if method not in ("sqrtm", "eigvals", "eigh"):
+        raise ValueError(f"argument `method`: got {method!r}, expected 'sqrtm', 'eigvals' or "
+                         "'eigh'.")
+    traces = float(np.trace(sigma1) + np.trace(sigma2))
     if method == "eigh":
         w, v = np.linalg.eigh(0.5 * (sigma1 + sigma1.T))
         r1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
         m = r1 @ sigma2 @ r1
         ev = np.linalg.eigvalsh(0.5 * (m + m.T))
-        tr_covmean = np.sqrt(np.clip(ev, 0.0, None)).sum()
-        return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+        return traces - 2.0 * float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+    if method == "eigvals":
+        ev = np.linalg.eigvals(sigma1.dot(sigma2)).astype(np.complex128)
+        return traces - 2.0 * float(np.sum(np.sqrt(ev)).real)
+    from scipy import linalg  # only here: importing sdekit.metrics stays free of scipy
+
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.all(np.isfinite(covmean)):
         offset = np.eye(d) * eps
@@ -142,35 +165,119 @@ def frechet_distance(
             worst = np.max(np.abs(covmean.imag))
             raise ValueError(f"matrix square root has an imaginary component of {worst:.3g}.")
         covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    return traces - 2.0 * float(np.trace(covmean))
+
+
+def frechet_distance(
+    mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, eps: float = 1e-6, method: str = "sqrtm"
+) -> float:
+    """Fréchet distance ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` between two Gaussians.
+
+    With ``method="sqrtm"`` this is pytorch-fid's computation (and TTUR's): the matrix square
+    root of ``S1 S2`` with ``scipy.linalg.sqrtm``; if it is not finite (singular product),
+    ``eps * I`` is added to both covariances and it is taken again; a complex result must have
+    a negligible imaginary diagonal (else ``ValueError``) and its real part is used.
+    ``"eigvals"`` is torch-fidelity's; ``"eigh"`` computes the same trace from two symmetric
+    eigendecompositions (see `covariance_term`). For a protocol's exact arithmetic (means in
+    float32 for torch-fidelity and clean-fid) use `sdekit.metrics.Protocol.frechet_distance`.
+
+    Args:
+        mu1: mean ``(d,)`` of the first set.
+        sigma1: covariance ``(d, d)`` of the first set.
+        mu2: mean of the second set.
+        sigma2: covariance of the second set.
+        eps: the diagonal offset used when the product is singular (``sqrtm`` only).
+        method: ``"sqrtm"``, ``"eigvals"`` or ``"eigh"``.
+
+    Returns:
+        The distance (a Python float).
+    """
+    mu1 = np.atleast_1d(np.asarray(mu1, np.float64))
+    mu2 = np.atleast_1d(np.asarray(mu2, np.float64))
+    d = mu1.shape[0]
+    if mu2.shape != (d,):
+        raise ValueError(f"argument `mu2`: got shape {mu2.shape}, expected {(d,)}.")
+    if np.shape(np.atleast_2d(sigma1)) != (d, d):
+        raise ValueError(f"argument `sigma1`: got shape {np.shape(sigma1)}, expected {(d, d)}.")
+    diff = mu1 - mu2
+    return float(diff @ diff) + covariance_term(sigma1, sigma2, method=method, eps=eps)
+
+
+def trace_sqrt_product_lowrank(features1: Any, features2: Any) -> float:
+    """``tr((S1 S2)^(1/2))`` for the sample covariances of two feature sets, in
+    ``O(n1 n2 d)``: with ``S1 = A^T A`` and ``S2 = B^T B`` (``A`` the centred rows of set 1
+    over ``sqrt(n1 - 1)``), the nonzero eigenvalues of ``S1 S2`` are the squared singular
+    values of ``A B^T``, so the trace is its nuclear norm. Exact (no ``eps``), and cheap when a
+    set has fewer rows than dimensions.
+
+    Args:
+        features1: ``(n1, d)``, n1 >= 2.
+        features2: ``(n2, d)``, n2 >= 2.
+    """
+    f1, f2 = _as_2d("features1", features1), _as_2d("features2", features2)
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"arguments `features1` and `features2`: {f1.shape[1]} and "
+                         f"{f2.shape[1]} features, expected the same.")
+    a = (f1 - f1.mean(axis=0)) / np.sqrt(f1.shape[0] - 1)
+    b = (f2 - f2.mean(axis=0)) / np.sqrt(f2.shape[0] - 1)
+    return float(np.linalg.svd(a @ b.T, compute_uv=False).sum())
 
 
 def fid_from_features(
-    features1: Any, features2: Any, *, eps: float = 1e-6, method: str = "sqrtm"
+    features1: Any, features2: Any, *, eps: float = 1e-6, method: str = "sqrtm",
+    protocol: Any = None,
 ) -> float:
-    """FID between two ``(n, d)`` feature sets: `frechet_distance` of their statistics."""
-    m1, s1 = feature_statistics(features1)
-    m2, s2 = feature_statistics(features2)
+    """FID between two ``(n, d)`` feature sets.
+
+    Without ``protocol``: `frechet_distance` of their float64 statistics (``method`` as there).
+    With one: the protocol's own computation (`sdekit.metrics.Protocol.fid`; ``method`` is then
+    ``"tool"`` or ``"fast"``, and ``"sqrtm"`` means ``"tool"``).
+
+    Args:
+        features1: ``(n1, d)`` features, n1 >= 2.
+        features2: ``(n2, d)`` features, n2 >= 2.
+        eps: see `frechet_distance` (without a protocol).
+        method: see above.
+        protocol: a `sdekit.metrics.Protocol` or its name, or ``None``.
+    """
+    if protocol is not None:
+        from ._protocols import get_protocol
+
+        return get_protocol(protocol).fid(features1, features2,
+                                          method="tool" if method == "sqrtm" else method)
+    f1, f2 = _as_2d("features1", features1), _as_2d("features2", features2)
+    warn_rank_deficient(min(f1.shape[0], f2.shape[0]), f1.shape[1], "features")
+    m1, s1 = feature_statistics(f1)
+    m2, s2 = feature_statistics(f2)
     return frechet_distance(m1, s1, m2, s2, eps=eps, method=method)
 
 
-def inception_score(logits: Any, *, splits: int = 10) -> tuple[float, float]:
+def inception_score(
+    logits: Any, *, splits: int = 10, shuffle_seed: int | None = None
+) -> tuple[float, float]:
     """Inception Score ``exp(E_x KL(p(y|x) || p(y)))``, mean and std over ``splits`` chunks.
 
-    The standard protocol (Salimans et al. 2016): softmax of the 1008-way logits, the set cut in
-    ``splits`` consecutive equal chunks (the last takes the remainder), ``p(y)`` the mean within
-    each chunk.
+    Salimans et al. (2016): softmax of the logits (in float64), the set cut into ``splits``
+    consecutive chunks ``[i n // splits, (i + 1) n // splits)``, ``p(y)`` the mean within each
+    chunk; the std is the population one. torch-fidelity first permutes the rows with
+    ``RandomState(2020).permutation(n)`` (``shuffle_seed=2020``).
 
     Args:
-        logits: ``(n, classes)`` logits (`InceptionV3` returns them).
-        splits: number of chunks.
+        logits: ``(n, classes)`` logits (the Inception protocols use the bias-free
+            ``pool3 @ fc.weight.T``).
+        splits: number of chunks, 1 <= splits <= n.
+        shuffle_seed: permute the rows with ``numpy.random.RandomState(shuffle_seed)`` first
+            (``None``: keep the order).
 
     Returns:
         ``(mean, std)`` over the chunks.
     """
     lg = _as_2d("logits", logits)
     if not (isinstance(splits, int) and 1 <= splits <= lg.shape[0]):
-        raise ValueError(f"argument `splits`: got {splits!r}, expected an int in [1, n].")
+        raise ValueError(f"argument `splits`: got {splits!r}, expected an int in [1, n] "
+                         f"(n = {lg.shape[0]}).")
+    if shuffle_seed is not None:
+        lg = lg[np.random.RandomState(shuffle_seed).permutation(lg.shape[0])]
     logp = lg - lg.max(axis=1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
     n = lg.shape[0]
@@ -186,7 +293,8 @@ def inception_score(logits: Any, *, splits: int = 10) -> tuple[float, float]:
 
 
 def polynomial_mmd2(x: Any, y: Any, *, degree: int = 3, coef0: float = 1.0) -> float:
-    """Unbiased MMD^2 with the polynomial kernel ``(x.y / d + coef0)^degree`` (KID's kernel)."""
+    """Unbiased MMD^2 with the polynomial kernel ``(x.y / d + coef0)^degree`` (KID's kernel),
+    in float64."""
     x = _as_2d("x", x)
     y = _as_2d("y", y)
     d = x.shape[1]
@@ -201,6 +309,17 @@ def polynomial_mmd2(x: Any, y: Any, *, degree: int = 3, coef0: float = 1.0) -> f
     )
 
 
+def _kid_args(features1, features2, subsets, subset_size):
+    f1 = _as_2d("features1", features1)
+    f2 = _as_2d("features2", features2)
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"arguments `features1` and `features2`: {f1.shape[1]} and "
+                         f"{f2.shape[1]} features, expected the same.")
+    _positive_int("subsets", subsets)
+    _positive_int("subset_size", subset_size, lo=2)
+    return (np.asarray(features1, np.float32), np.asarray(features2, np.float32))
+
+
 def kernel_inception_distance(
     features1: Any,
     features2: Any,
@@ -209,7 +328,8 @@ def kernel_inception_distance(
     subset_size: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """KID (Bińkowski et al. 2018): unbiased cubic-polynomial MMD^2 averaged over random subsets.
+    """KID (Bińkowski et al. 2018): unbiased cubic-polynomial MMD^2 averaged over random subsets,
+    in float64 (no tool's arithmetic; for a tool's, use `sdekit.metrics.Protocol`).
 
     Each of ``subsets`` rounds draws ``min(subset_size, n1, n2)`` rows of each set without
     replacement (``numpy.random.default_rng(seed)``, first from set 1 then from set 2) and
@@ -218,19 +338,16 @@ def kernel_inception_distance(
     Args:
         features1: ``(n1, d)`` features of the first set.
         features2: ``(n2, d)`` features of the second set.
-        subsets: number of rounds.
-        subset_size: rows per round.
+        subsets: number of rounds (>= 1).
+        subset_size: rows per round (>= 2).
         seed: seed of the subset draws.
 
     Returns:
         ``(mean, std)`` over the rounds.
     """
+    _kid_args(features1, features2, subsets, subset_size)
     f1 = _as_2d("features1", features1)
     f2 = _as_2d("features2", features2)
-    if f1.shape[1] != f2.shape[1]:
-        raise ValueError(f"features of different widths: {f1.shape[1]} and {f2.shape[1]}.")
-    if not (isinstance(subsets, int) and subsets >= 1):
-        raise ValueError(f"argument `subsets`: got {subsets!r}, expected an int >= 1.")
     m = min(subset_size, f1.shape[0], f2.shape[0])
     rng = np.random.default_rng(seed)
     vals = []
@@ -239,6 +356,86 @@ def kernel_inception_distance(
         b = f2[rng.choice(f2.shape[0], m, replace=False)]
         vals.append(polynomial_mmd2(a, b))
     return float(np.mean(vals)), float(np.std(vals))
+
+
+def kid_torch_fidelity(
+    features1: Any, features2: Any, *, subsets: int = 100, subset_size: int = 1000,
+    seed: int = 2020, degree: int = 3, gamma: float | None = None, coef0: float = 1,
+) -> tuple[float, float]:
+    """KID as torch-fidelity 0.4.0 computes it.
+
+    ``RandomState(seed)``; per subset, ``subset_size`` rows of set 1 then of set 2 without
+    replacement (the size may not exceed either set); the kernel ``(X Y^T gamma + coef0)^degree``
+    (``gamma = 1 / d``) and the unbiased MMD^2's sums in float32, as the tool runs them on its
+    float32 features; mean and population std over the subsets.
+
+    Args:
+        features1: ``(n1, d)``, set 1 (torch-fidelity's ``input1``, the generated set).
+        features2: ``(n2, d)``, set 2.
+        subsets: number of subsets.
+        subset_size: rows per subset (<= n1 and <= n2).
+        seed: the RandomState seed (torch-fidelity's ``rng_seed``).
+        degree: kernel degree.
+        gamma: kernel scale (``None``: ``1 / d``).
+        coef0: kernel offset.
+
+    Returns:
+        ``(mean, std)``.
+    """
+    f1, f2 = _kid_args(features1, features2, subsets, subset_size)
+    n1, n2 = f1.shape[0], f2.shape[0]
+    if subset_size > n1 or subset_size > n2:
+        raise ValueError(f"argument `subset_size`: got {subset_size}, but the sets have {n1} and "
+                         f"{n2} rows; torch-fidelity needs subset_size <= both.")
+    g = 1.0 / f1.shape[1] if gamma is None else gamma
+    m = subset_size
+    rng = np.random.RandomState(seed)
+    vals = np.zeros(subsets)
+    for i in range(subsets):
+        x = f1[rng.choice(n1, m, replace=False)]
+        y = f2[rng.choice(n2, m, replace=False)]
+        kxx = (np.matmul(x, x.T) * g + coef0) ** degree
+        kyy = (np.matmul(y, y.T) * g + coef0) ** degree
+        kxy = (np.matmul(x, y.T) * g + coef0) ** degree
+        off_xx = (kxx.sum(axis=1) - np.diagonal(kxx)).sum()
+        off_yy = (kyy.sum(axis=1) - np.diagonal(kyy)).sum()
+        vals[i] = (off_xx + off_yy) / (m * (m - 1)) - 2 * kxy.sum(axis=0).sum() / (m * m)
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def kid_clean_fid(
+    features1: Any, features2: Any, *, subsets: int = 100, subset_size: int = 1000,
+    seed: int = 0,
+) -> float:
+    """KID as clean-fid 0.1.35's ``kernel_distance`` computes it.
+
+    ``m = min(n1, n2, subset_size)``; per subset, ``m`` rows of set 2 then of set 1 without
+    replacement, drawn from ``RandomState(seed)`` (clean-fid draws from numpy's global state:
+    this equals clean-fid after ``numpy.random.seed(seed)``); kernel ``(x . y / d + 1)^3`` and
+    sums in float32; returns the mean only.
+
+    Args:
+        features1: ``(n1, d)``, set 1 (clean-fid's ``feats1``).
+        features2: ``(n2, d)``, set 2.
+        subsets: number of subsets.
+        subset_size: the most rows per subset.
+        seed: the RandomState seed.
+
+    Returns:
+        The KID (a float).
+    """
+    f1, f2 = _kid_args(features1, features2, subsets, subset_size)
+    d = f1.shape[1]
+    m = min(f1.shape[0], f2.shape[0], subset_size)
+    rng = np.random.RandomState(seed)
+    t = 0
+    for _ in range(subsets):
+        x = f2[rng.choice(f2.shape[0], m, replace=False)]
+        y = f1[rng.choice(f1.shape[0], m, replace=False)]
+        a = (x @ x.T / d + 1) ** 3 + (y @ y.T / d + 1) ** 3
+        b = (x @ y.T / d + 1) ** 3
+        t += (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
+    return float(t / subsets / m)
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -252,14 +449,16 @@ def knn_radii(features: Any, *, k: int = 3, block_size: int = 10_000) -> np.ndar
     Args:
         features: ``(n, d)``, n > k.
         k: neighbourhood size (3 in Kynkäänniemi et al. and the VDPM evaluation).
-        block_size: rows of the pairwise-distance matrix computed at once.
+        block_size: rows of the pairwise-distance matrix computed at once (>= 1).
 
     Returns:
         ``(n,)`` radii.
     """
     f = _as_2d("features", features)
+    _positive_int("block_size", block_size)
     if not (isinstance(k, int) and 1 <= k < f.shape[0]):
-        raise ValueError(f"argument `k`: got {k!r}, expected an int in [1, n - 1].")
+        raise ValueError(f"argument `k`: got {k!r}, expected an int in [1, n - 1] "
+                         f"(n = {f.shape[0]}).")
     out = np.empty(f.shape[0])
     for i in range(0, f.shape[0], block_size):
         d = _sq_dists(f[i:i + block_size], f)
@@ -281,14 +480,17 @@ def precision_recall(
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii.
 
-    Precision: the fraction of generated points inside the k-NN ball of at least one real point.
-    Recall: the fraction of real points inside the k-NN ball of at least one generated point.
+    Precision: the fraction of generated points inside the k-NN ball (boundary included) of at
+    least one real point. Recall: the fraction of real points inside the k-NN ball of at least
+    one generated point. This is the estimator of the NVlabs reference code and of
+    torch-fidelity's ``prc``; apply it to VGG-16 features (`sdekit.metrics.vgg16_features`, the
+    paper's) or to a protocol's Inception pool3 features (the variant some tools print).
 
     Args:
-        real_features: ``(n, d)``.
-        fake_features: ``(m, d)``.
+        real_features: ``(n, d)``, n > k.
+        fake_features: ``(m, d)``, m > k.
         k: neighbourhood size.
-        block_size: rows of each pairwise-distance block.
+        block_size: rows of each pairwise-distance block (>= 1).
 
     Returns:
         ``(precision, recall)``.
@@ -297,6 +499,7 @@ def precision_recall(
     fake = _as_2d("fake_features", fake_features)
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"features of different widths: {real.shape[1]} and {fake.shape[1]}.")
+    _positive_int("block_size", block_size)
     r_real = knn_radii(real, k=k, block_size=block_size)
     r_fake = knn_radii(fake, k=k, block_size=block_size)
     precision = _coverage(fake, real, r_real, block_size)
